@@ -1,1 +1,33 @@
-fn main() {}
+//! The `ocibuild` binary: parse arguments, call the library, print the error chain, exit.
+
+mod cli;
+
+use clap::Parser;
+
+use cli::{Cli, Command, ExitCode};
+
+fn main() {
+    let args = cli::with_default_subcommand(std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            // clap prints help/version to stdout with code 0, and usage errors with code 2.
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                ExitCode::Usage as i32
+            } else {
+                0
+            });
+        }
+    };
+    let result = match &cli.command {
+        Command::Build(args) => cli::build::run(args),
+    };
+    if let Err(err) = result {
+        eprintln!("error: {err}");
+        for cause in err.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        std::process::exit(cli::exit::classify(&err) as i32);
+    }
+}

@@ -32,7 +32,8 @@ impl Progress {
     /// `quiet` silences everything but errors (which the CLI prints itself); `verbosity`
     /// 1 adds per-step detail, 2 adds per-request logs.
     pub fn new(quiet: bool, verbosity: u8) -> Progress {
-        let tty = std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
+        let tty =
+            std::io::stderr().is_terminal() && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
         let mode = if quiet {
             Mode::Quiet
         } else if tty {

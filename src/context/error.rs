@@ -13,7 +13,9 @@ pub enum ContextError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: file names starting with \".wh.\" are OCI whiteout markers and cannot be added to an image; rename or remove the file (or exclude it)")]
+    #[error(
+        "{path}: file names starting with \".wh.\" are OCI whiteout markers and cannot be added to an image; rename or remove the file (or exclude it)"
+    )]
     Whiteout { path: PathBuf },
     #[error("{path}: {reason}")]
     Unsupported { path: PathBuf, reason: String },

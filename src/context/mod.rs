@@ -4,5 +4,6 @@
 pub mod error;
 pub mod walk;
 
-pub use error::ContextError;
+pub use walk::{normalize_dest, parent_dirs, walk_into};
 
+pub use error::ContextError;

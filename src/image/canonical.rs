@@ -77,7 +77,8 @@ mod tests {
 
     #[test]
     fn sorts_keys_recursively() {
-        let v: Value = serde_json::from_str(r#"{"b":1,"a":{"z":[{"y":1,"x":2}],"c":"\u00e9<"}}"#).unwrap();
+        let v: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"z":[{"y":1,"x":2}],"c":"\u00e9<"}}"#).unwrap();
         assert_eq!(
             String::from_utf8(to_vec(&v)).unwrap(),
             r#"{"a":{"c":"é<","z":[{"x":2,"y":1}]},"b":1}"#

@@ -72,11 +72,25 @@ pub fn platform_of(cfg: &Value) -> Option<Platform> {
 
 /// Applies `edits` in order. Returns an error only for values Docker would reject too.
 pub fn apply(cfg: &mut Value, edits: &[ConfigEdit]) -> Result<(), ImageError> {
-    let mut cmd_set = false;
+    let mut editor = Editor::default();
     for edit in edits {
-        apply_one(cfg, edit, &mut cmd_set)?;
+        editor.apply(cfg, edit)?;
     }
     Ok(())
+}
+
+/// Applies edits one at a time while remembering what the recipe has set so far, for
+/// rules that depend on it (ENTRYPOINT clears an inherited CMD, not one set earlier in the
+/// same stage). Use one editor per stage.
+#[derive(Clone, Debug, Default)]
+pub struct Editor {
+    cmd_set: bool,
+}
+
+impl Editor {
+    pub fn apply(&mut self, cfg: &mut Value, edit: &ConfigEdit) -> Result<(), ImageError> {
+        apply_one(cfg, edit, &mut self.cmd_set)
+    }
 }
 
 fn apply_one(cfg: &mut Value, edit: &ConfigEdit, cmd_set: &mut bool) -> Result<(), ImageError> {
@@ -153,7 +167,10 @@ pub fn append_layer(cfg: &mut Value, diff_id: &Digest, created: &str, created_by
             a.push(json!(diff_id.as_str()));
         }
     }
-    push_history(cfg, json!({"created": created, "created_by": created_by, "comment": "ocibuild"}));
+    push_history(
+        cfg,
+        json!({"created": created, "created_by": created_by, "comment": "ocibuild"}),
+    );
 }
 
 /// Adds a history entry for a metadata-only step (`empty_layer: true`).
@@ -189,11 +206,14 @@ pub fn layer_count(cfg: &Value) -> usize {
 
 /// The value of an environment variable in the config, if set.
 pub fn env_value<'a>(cfg: &'a Value, key: &str) -> Option<&'a str> {
-    cfg.pointer("/config/Env")?.as_array()?.iter().find_map(|e| {
-        let s = e.as_str()?;
-        let (k, v) = s.split_once('=').unwrap_or((s, ""));
-        (k == key).then_some(v)
-    })
+    cfg.pointer("/config/Env")?
+        .as_array()?
+        .iter()
+        .find_map(|e| {
+            let s = e.as_str()?;
+            let (k, v) = s.split_once('=').unwrap_or((s, ""));
+            (k == key).then_some(v)
+        })
 }
 
 fn push_history(cfg: &mut Value, entry: Value) {
@@ -289,7 +309,11 @@ mod tests {
         .unwrap();
         assert_eq!(cfg["config"]["Env"], json!(["PATH=/bin", "A=2", "B=3"]));
         assert_eq!(cfg["config"]["Labels"], json!({"x": "1", "team": "core"}));
-        assert_eq!(cfg["config"]["Cmd"], Value::Null, "inherited CMD cleared by ENTRYPOINT");
+        assert_eq!(
+            cfg["config"]["Cmd"],
+            Value::Null,
+            "inherited CMD cleared by ENTRYPOINT"
+        );
         assert_eq!(cfg["config"]["Healthcheck"]["Test"][1], "true");
         assert_eq!(cfg["vendor"]["keep"], true);
         assert_eq!(cfg["config"]["ExposedPorts"], json!({"8080/tcp": {}}));

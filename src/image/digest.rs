@@ -13,9 +13,11 @@ pub struct Digest(String);
 
 impl Digest {
     pub fn parse(s: &str) -> Result<Self, ImageError> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| ImageError::Digest {
-            digest: s.to_string(),
-        })?;
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| ImageError::Digest {
+                digest: s.to_string(),
+            })?;
         if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(ImageError::Digest {
                 digest: s.to_string(),
@@ -63,7 +65,10 @@ mod tests {
         );
         assert_eq!(Digest::parse(d.as_str()).unwrap(), d);
         assert!(Digest::parse("sha256:abc").is_err());
-        assert!(Digest::parse("md5:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855").is_err());
+        assert!(
+            Digest::parse("md5:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+                .is_err()
+        );
         assert!(Digest::parse(&d.as_str().to_uppercase()).is_err());
     }
 }

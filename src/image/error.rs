@@ -8,7 +8,9 @@ pub enum ImageError {
     Reference { reference: String, reason: String },
     #[error("invalid digest {digest:?}: expected sha256:<64 lowercase hex digits>")]
     Digest { digest: String },
-    #[error("invalid platform {platform:?}: {reason} (expected os/arch[/variant], e.g. linux/arm64 or linux/arm/v7)")]
+    #[error(
+        "invalid platform {platform:?}: {reason} (expected os/arch[/variant], e.g. linux/arm64 or linux/arm/v7)"
+    )]
     Platform { platform: String, reason: String },
     #[error("invalid {what}: {reason}")]
     Json { what: String, reason: String },

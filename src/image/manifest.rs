@@ -64,6 +64,8 @@ pub struct ImageIndex {
 }
 
 /// A manifest fetched from somewhere, before we know which kind it is.
+// Parsed once per base and consumed at once; boxing would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum AnyManifest {
     Image(ImageManifest),
@@ -75,24 +77,31 @@ impl AnyManifest {
     /// `mediaType` to decide; an OCI manifest may omit `mediaType`, so the presence of
     /// `manifests` vs `config` decides last.
     pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<AnyManifest, ImageError> {
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| json_err("manifest", e))?;
-        let embedded = value.get("mediaType").and_then(|m| m.as_str()).map(str::to_string);
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| json_err("manifest", e))?;
+        let embedded = value
+            .get("mediaType")
+            .and_then(|m| m.as_str())
+            .map(str::to_string);
         let media_type = embedded
             .or_else(|| content_type.map(str::to_string))
             .unwrap_or_default();
         if value.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1) {
             return Err(ImageError::MediaType {
                 what: "manifest".into(),
-                media_type: "Docker schema 1 (deprecated; re-push the base with a current client)".into(),
+                media_type: "Docker schema 1 (deprecated; re-push the base with a current client)"
+                    .into(),
             });
         }
         let is_index = media::is_index(&media_type)
             || (!media::is_manifest(&media_type) && value.get("manifests").is_some());
         if is_index {
-            let idx: ImageIndex = serde_json::from_value(value).map_err(|e| json_err("image index", e))?;
+            let idx: ImageIndex =
+                serde_json::from_value(value).map_err(|e| json_err("image index", e))?;
             Ok(AnyManifest::Index(idx))
         } else if media::is_manifest(&media_type) || value.get("config").is_some() {
-            let m: ImageManifest = serde_json::from_value(value).map_err(|e| json_err("image manifest", e))?;
+            let m: ImageManifest =
+                serde_json::from_value(value).map_err(|e| json_err("image manifest", e))?;
             Ok(AnyManifest::Image(m))
         } else {
             Err(ImageError::MediaType {
@@ -126,7 +135,11 @@ impl ImageManifest {
     pub fn to_canonical(&self) -> Result<(Vec<u8>, Digest, String), ImageError> {
         let bytes = canonical::serialize("image manifest", self)?;
         let digest = Digest::of(&bytes);
-        Ok((bytes, digest, self.media_type.clone().unwrap_or_else(media::oci_manifest)))
+        Ok((
+            bytes,
+            digest,
+            self.media_type.clone().unwrap_or_else(media::oci_manifest),
+        ))
     }
 }
 
@@ -143,7 +156,11 @@ impl ImageIndex {
     pub fn to_canonical(&self) -> Result<(Vec<u8>, Digest, String), ImageError> {
         let bytes = canonical::serialize("image index", self)?;
         let digest = Digest::of(&bytes);
-        Ok((bytes, digest, self.media_type.clone().unwrap_or_else(media::oci_index)))
+        Ok((
+            bytes,
+            digest,
+            self.media_type.clone().unwrap_or_else(media::oci_index),
+        ))
     }
 
     /// `(platform, descriptor)` pairs for the entries that are images with a platform
@@ -202,7 +219,10 @@ mod tests {
         }
         let idx = ImageIndex::new(MediaFamily::Oci, vec![]);
         let (bytes, _, _) = idx.to_canonical().unwrap();
-        assert!(matches!(AnyManifest::parse(&bytes, None).unwrap(), AnyManifest::Index(_)));
+        assert!(matches!(
+            AnyManifest::parse(&bytes, None).unwrap(),
+            AnyManifest::Index(_)
+        ));
         // Our output must also satisfy oci-spec's strict model.
         let _: oci_spec::image::ImageIndex = serde_json::from_slice(&bytes).unwrap();
         assert!(AnyManifest::parse(br#"{"schemaVersion":1}"#, None).is_err());

@@ -9,8 +9,7 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-pub const DOCKER_LAYER_FOREIGN: &str =
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+pub const DOCKER_LAYER_FOREIGN: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
 /// Which media-type family an image uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,8 +113,14 @@ mod tests {
         assert_eq!(oci_manifest(), "application/vnd.oci.image.manifest.v1+json");
         assert_eq!(oci_index(), "application/vnd.oci.image.index.v1+json");
         assert_eq!(MediaFamily::of(DOCKER_MANIFEST), Some(MediaFamily::Docker));
-        assert_eq!(MediaFamily::Oci.layer(Compression::Gzip), "application/vnd.oci.image.layer.v1.tar+gzip");
-        assert_eq!(MediaFamily::Docker.for_compression(Compression::Zstd), MediaFamily::Oci);
+        assert_eq!(
+            MediaFamily::Oci.layer(Compression::Gzip),
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        assert_eq!(
+            MediaFamily::Docker.for_compression(Compression::Zstd),
+            MediaFamily::Oci
+        );
         assert!(is_index(DOCKER_MANIFEST_LIST) && !is_index(DOCKER_MANIFEST));
     }
 }

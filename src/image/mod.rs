@@ -11,10 +11,11 @@ pub mod manifest;
 pub mod media;
 pub mod platform;
 pub mod reference;
+pub mod time;
 
 pub use digest::Digest;
 pub use error::ImageError;
-pub use manifest::{Descriptor, ImageManifest, ImageIndex};
+pub use manifest::{Descriptor, ImageIndex, ImageManifest};
 pub use media::MediaFamily;
 pub use platform::Platform;
 pub use reference::Reference;

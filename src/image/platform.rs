@@ -17,9 +17,17 @@ pub struct Platform {
     pub os: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
-    #[serde(rename = "os.features", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_features: Option<Vec<String>>,
 }
 
@@ -45,10 +53,10 @@ impl Platform {
         if parts.iter().any(|p| p.is_empty()) {
             return Err(bad("empty component"));
         }
-        if parts
-            .iter()
-            .any(|p| !p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.'))
-        {
+        if parts.iter().any(|p| {
+            !p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        }) {
             return Err(bad("only letters, digits, '_', '-' and '.' are allowed"));
         }
         let lower: Vec<String> = parts.iter().map(|p| p.to_ascii_lowercase()).collect();
@@ -148,7 +156,13 @@ fn normalize_os(os: &str) -> String {
 fn normalize_arch(arch: &str, variant: &str) -> (String, Option<String>) {
     let arch = arch.to_ascii_lowercase();
     let variant = variant.to_ascii_lowercase();
-    let v = |s: &str| if s.is_empty() { None } else { Some(s.to_string()) };
+    let v = |s: &str| {
+        if s.is_empty() {
+            None
+        } else {
+            Some(s.to_string())
+        }
+    };
     match arch.as_str() {
         "i386" | "i486" | "i586" | "i686" | "x86" | "386" => ("386".into(), None),
         "x86_64" | "x86-64" | "amd64" => {
@@ -203,7 +217,14 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "linux/", "/amd64", "linux/arm/v7/x", "linux", "lin ux/amd64"] {
+        for bad in [
+            "",
+            "linux/",
+            "/amd64",
+            "linux/arm/v7/x",
+            "linux",
+            "lin ux/amd64",
+        ] {
             assert!(Platform::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

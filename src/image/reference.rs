@@ -35,7 +35,10 @@ impl Reference {
         let (rest, digest) = match input.split_once('@') {
             Some((r, d)) => (
                 r,
-                Some(Digest::parse(d).map_err(|_| bad("the part after '@' must be sha256:<64 hex digits>"))?),
+                Some(
+                    Digest::parse(d)
+                        .map_err(|_| bad("the part after '@' must be sha256:<64 hex digits>"))?,
+                ),
             ),
             None => (input, None),
         };
@@ -142,7 +145,10 @@ pub fn is_loopback_host(host_port: &str) -> bool {
     let host = if let Some(rest) = host_port.strip_prefix('[') {
         rest.split(']').next().unwrap_or("")
     } else {
-        host_port.rsplit_once(':').map(|(h, _)| h).unwrap_or(host_port)
+        host_port
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(host_port)
     };
     if host.eq_ignore_ascii_case("localhost") {
         return true;
@@ -211,8 +217,14 @@ fn validate_repository(repo: &str) -> Result<(), String> {
             && component
                 .bytes()
                 .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-'))
-            && component.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-            && component.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+            && component
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric())
+            && component
+                .bytes()
+                .last()
+                .is_some_and(|b| b.is_ascii_alphanumeric());
         if !valid {
             return Err(format!(
                 "invalid repository component {component:?}: use lowercase letters, digits and \
@@ -235,23 +247,40 @@ mod tests {
     fn docker_normalization() {
         assert_eq!(r("alpine"), "docker.io/library/alpine:latest");
         assert_eq!(r("alpine:3.20"), "docker.io/library/alpine:3.20");
-        assert_eq!(r("docker.io/library/alpine:3.20"), "docker.io/library/alpine:3.20");
+        assert_eq!(
+            r("docker.io/library/alpine:3.20"),
+            "docker.io/library/alpine:3.20"
+        );
         assert_eq!(r("index.docker.io/foo/bar"), "docker.io/foo/bar:latest");
         assert_eq!(r("user/app"), "docker.io/user/app:latest");
         assert_eq!(r("localhost/app"), "localhost/app:latest");
         assert_eq!(r("localhost:5000/a/b:v1"), "localhost:5000/a/b:v1");
-        assert_eq!(r("myregistry.com:5000/server"), "myregistry.com:5000/server:latest");
+        assert_eq!(
+            r("myregistry.com:5000/server"),
+            "myregistry.com:5000/server:latest"
+        );
         let d = format!("sha256:{}", "a".repeat(64));
         assert_eq!(r(&format!("h:5000/repo@{d}")), format!("h:5000/repo@{d}"));
-        assert_eq!(r(&format!("h:5000/repo:t@{d}")), format!("h:5000/repo:t@{d}"));
+        assert_eq!(
+            r(&format!("h:5000/repo:t@{d}")),
+            format!("h:5000/repo:t@{d}")
+        );
         assert_eq!(r("[::1]:5000/x"), "[::1]:5000/x:latest");
     }
 
     #[test]
     fn refusals() {
         for bad in [
-            "", "UPPER/case", "a b", "repo:", "repo:-x", "host:99999/x", "x@sha256:abc",
-            "a//b", "h:5000/", ":tag",
+            "",
+            "UPPER/case",
+            "a b",
+            "repo:",
+            "repo:-x",
+            "host:99999/x",
+            "x@sha256:abc",
+            "a//b",
+            "h:5000/",
+            ":tag",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be refused");
         }

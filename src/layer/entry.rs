@@ -19,12 +19,19 @@ pub enum EntryKind {
     Dir,
     /// A file read from disk at build time; `size` is what was seen when walking, re-checked
     /// while reading so a file changing under us is an error, not a corrupt layer.
-    File { source: PathBuf, size: u64 },
+    File {
+        source: PathBuf,
+        size: u64,
+    },
     /// A file whose bytes are in the recipe (heredocs, generated files).
     Inline(Vec<u8>),
-    Symlink { target: String },
+    Symlink {
+        target: String,
+    },
     /// A hard link to an earlier entry of the same layer.
-    Hardlink { target: String },
+    Hardlink {
+        target: String,
+    },
 }
 
 /// The plan for one layer: its entries (any order; the writer sorts) and the history text.

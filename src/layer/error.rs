@@ -11,7 +11,9 @@ pub enum LayerError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} changed while it was being added to the layer (size was {expected}, now {actual}); re-run when the build context is stable")]
+    #[error(
+        "{path} changed while it was being added to the layer (size was {expected}, now {actual}); re-run when the build context is stable"
+    )]
     Changed {
         path: PathBuf,
         expected: u64,
@@ -24,7 +26,9 @@ pub enum LayerError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cached blob {digest} at {path} is corrupt (content hashes to {actual}); it was removed, run again")]
+    #[error(
+        "cached blob {digest} at {path} is corrupt (content hashes to {actual}); it was removed, run again"
+    )]
     Corrupt {
         digest: String,
         path: PathBuf,

@@ -1,14 +1,15 @@
-//! Layers: deterministic tar of a [`LayerSpec`], compression, diffID + digest in one pass,
-//! and the content-addressed blob cache they are spooled to.
+//! Layers: deterministic tar of a [`LayerSpec`], compression into independent members,
+//! diffID + digest in one pass, and the content-addressed blob cache they are spooled to.
 
 pub mod build;
 pub mod cache;
-pub mod digest_writer;
+pub mod compress;
 pub mod entry;
 pub mod error;
 pub mod tar_writer;
 
-
-
+pub use build::{BuiltLayer, LayerBuilder};
+pub use cache::BlobCache;
+pub use compress::Codec;
 pub use entry::{EntryKind, LayerEntry, LayerSpec};
 pub use error::LayerError;

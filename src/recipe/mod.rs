@@ -7,6 +7,9 @@
 
 pub mod directory;
 pub mod error;
+pub mod overrides;
+
+use std::collections::BTreeMap;
 
 use crate::image::Reference;
 use crate::image::config::ConfigEdit;
@@ -47,6 +50,8 @@ pub struct Stage {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recipe {
     pub stages: Vec<Stage>,
+    /// Manifest annotations (`--annotation`).
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Recipe {

@@ -1,9 +1,172 @@
-//! Registry errors, classified so the CLI can map them to exit codes.
+//! Registry errors, classified so the CLI can map them to exit codes (the mapping of
+//! `oci-client` / `reqwest` failures onto them is in `classify.rs`).
+//!
+//! Messages name the host and say what to do. They never contain credentials: nothing here
+//! ever sees a password, and registry response bodies are bounded and shown only as the
+//! registry's own error code and message.
+
+use std::path::PathBuf;
 
 use thiserror::Error;
 
+/// Longest registry-supplied text (error message, body) put into an error.
+const MAX_REASON: usize = 300;
+
 #[derive(Debug, Error)]
 pub enum RegistryError {
-    #[error("not implemented yet: {0}")]
-    Unimplemented(&'static str),
+    /// The registry could not be reached, or the connection broke (refused, DNS, timeout,
+    /// reset). `transient` failures are retried; DNS failures are not.
+    #[error("cannot reach registry {registry}: {reason} ({})", network_hint(.registry))]
+    Network {
+        registry: String,
+        reason: String,
+        transient: bool,
+    },
+    /// The TLS handshake failed: untrusted or invalid certificate, or no TLS at all.
+    #[error(
+        "TLS with {registry} failed: {reason}. If it uses a private or self-signed CA, trust it \
+         with --ca-cert FILE or by putting it in /etc/docker/certs.d/{registry}/ca.crt; to skip \
+         verification (or to use plain HTTP) pass --insecure-registry {registry}"
+    )]
+    Tls { registry: String, reason: String },
+    /// 401/403, `UNAUTHORIZED`, `DENIED`, or a refused token request.
+    #[error(
+        "authentication with {registry} failed: {reason} (run `ocibuild login {registry}` or \
+         check $DOCKER_CONFIG/config.json)"
+    )]
+    Auth { registry: String, reason: String },
+    /// `MANIFEST_UNKNOWN`, `NAME_UNKNOWN`, `BLOB_UNKNOWN`, or a plain 404.
+    #[error("{reference}: not found ({reason})")]
+    NotFound { reference: String, reason: String },
+    /// 408, 429 or 5xx: the registry is there but cannot serve us right now (retried).
+    #[error("registry {registry} answered {status}: {reason}")]
+    Server {
+        registry: String,
+        status: u16,
+        reason: String,
+    },
+    /// Any other registry error: the registry's code and message, bounded.
+    #[error("registry {registry} refused the request: {reason}")]
+    Protocol { registry: String, reason: String },
+    /// Content did not hash to what it was addressed by.
+    #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    /// A blob was larger than the caller allowed (configs are fetched into memory).
+    #[error("{what}: larger than the {limit} bytes allowed")]
+    TooLarge { what: String, limit: u64 },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A `--ca-cert` or certs.d file that cannot be used.
+    #[error("CA certificate {}: {reason}", path.display())]
+    CaCert { path: PathBuf, reason: String },
+    /// An unreadable credentials file or a failing credential helper. `path` names the file
+    /// or helper; `reason` never holds a secret.
+    #[error("credentials from {path}: {reason}")]
+    Credentials { path: String, reason: String },
+}
+
+/// Coarse classes of [`RegistryError`], for exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Unreachable, timed out, 5xx: "registry/network error".
+    Network,
+    /// Untrusted or invalid certificate, or no TLS where it was required.
+    Tls,
+    /// Credentials missing, wrong or insufficient.
+    Auth,
+    /// The image, repository or blob does not exist.
+    NotFound,
+    /// The registry refused or mangled the content (protocol error, digest mismatch).
+    Registry,
+    /// Local files: cache I/O, CA files, credential files and helpers.
+    Local,
+}
+
+impl RegistryError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RegistryError::Network { .. } | RegistryError::Server { .. } => ErrorKind::Network,
+            RegistryError::Tls { .. } => ErrorKind::Tls,
+            RegistryError::Auth { .. } => ErrorKind::Auth,
+            RegistryError::NotFound { .. } => ErrorKind::NotFound,
+            RegistryError::Protocol { .. }
+            | RegistryError::DigestMismatch { .. }
+            | RegistryError::TooLarge { .. } => ErrorKind::Registry,
+            RegistryError::Io { .. }
+            | RegistryError::CaCert { .. }
+            | RegistryError::Credentials { .. } => ErrorKind::Local,
+        }
+    }
+
+    /// The message without remedies, for retry warnings (the final error has them).
+    pub fn summary(&self) -> String {
+        match self {
+            RegistryError::Network {
+                registry, reason, ..
+            } => format!("cannot reach registry {registry}: {reason}"),
+            other => other.to_string(),
+        }
+    }
+
+    /// Whether retrying the whole operation may succeed (resets, timeouts, 408/429/5xx).
+    /// Authentication failures never are: a wrong password fails once.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Network { transient, .. } => *transient,
+            RegistryError::Server { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// What to check when a host cannot be reached; plain HTTP needs a flag only off loopback.
+fn network_hint(registry: &str) -> String {
+    if crate::image::reference::is_loopback_host(registry) {
+        "check the address and that the registry is running".to_string()
+    } else {
+        format!(
+            "check the address and that the registry is running; a registry that only speaks \
+             plain HTTP needs --insecure-registry {registry}"
+        )
+    }
+}
+
+/// Cuts registry-supplied text to [`MAX_REASON`] characters on one line.
+pub(crate) fn bounded(text: &str) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let one_line = one_line.trim();
+    if one_line.chars().count() <= MAX_REASON {
+        one_line.to_string()
+    } else {
+        let cut: String = one_line.chars().take(MAX_REASON).collect();
+        format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_message_names_remedies() {
+        let e = RegistryError::Tls {
+            registry: "myregistry.com:5000".into(),
+            reason: "invalid peer certificate: UnknownIssuer".into(),
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("--ca-cert"));
+        assert!(msg.contains("/etc/docker/certs.d/myregistry.com:5000/ca.crt"));
+        assert!(msg.contains("--insecure-registry myregistry.com:5000"));
+        assert_eq!(e.kind(), ErrorKind::Tls);
+    }
 }

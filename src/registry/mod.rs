@@ -2,27 +2,65 @@
 //! pushing blobs and manifests, mounting and cross-registry streaming.
 //!
 //! Built on `oci-client` (one client per registry host, each with its own protocol, TLS
-//! trust and credentials); where it falls short the extension lives here with a comment.
+//! trust and credentials); where it falls short the extension lives here with a comment:
+//! the `/v2/` probe that picks HTTP or HTTPS and reads the auth challenge (`probe.rs`),
+//! two-scope tokens for cross-repository mounts (`access.rs`), retries (`retry.rs`).
+//!
+//! Files: `client.rs` per-host setup; `probe.rs` scheme choice; `tls.rs` CA trust and
+//! `--insecure-registry`; `access.rs` tokens and credential checks; `auth.rs` +
+//! `helper.rs` credential lookup; `login.rs` storing logins; `challenge.rs`
+//! `WWW-Authenticate`; `pull.rs`, `push.rs` the operations; `error.rs` the error type and
+//! `classify.rs` the mapping of oci-client/reqwest failures onto it.
 
+mod access;
+pub mod auth;
+pub mod challenge;
+mod classify;
+mod client;
 pub mod error;
+mod helper;
+#[cfg(test)]
+mod live_auth_tests;
+#[cfg(test)]
+mod live_tests;
+#[cfg(test)]
+mod live_transfer_tests;
+pub mod login;
+mod probe;
+mod pull;
+mod push;
+mod retry;
+pub mod tls;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
 
 use crate::image::{Descriptor, Digest, Reference};
 use crate::progress::Progress;
 
-pub use error::RegistryError;
+use client::{Host, Setup};
+
+pub use error::{ErrorKind, RegistryError};
+
+/// Concurrent blob transfers when `RegistryOptions::jobs` is 0.
+pub const DEFAULT_JOBS: usize = 4;
 
 /// How to reach registries: trust, insecure hosts, credentials, concurrency.
+///
+/// The certs.d roots (`/etc/docker/certs.d`, `/etc/containers/certs.d`) can be replaced
+/// with the `OCIBUILD_CERTS_D` environment variable (`:`-separated directories).
 #[derive(Clone, Debug, Default)]
 pub struct RegistryOptions {
-    /// `--insecure-registry` hosts (`host[:port]`).
+    /// `--insecure-registry` hosts (`host[:port]`; a bare host covers every port).
     pub insecure: Vec<String>,
     /// `--ca-cert` files, trusted for every host.
     pub ca_certs: Vec<PathBuf>,
     /// Directory holding `config.json` (`$DOCKER_CONFIG`, else `~/.docker`).
     pub docker_config_dir: Option<PathBuf>,
-    /// Max concurrent blob transfers.
+    /// Max concurrent blob transfers (0: [`DEFAULT_JOBS`]).
     pub jobs: usize,
 }
 
@@ -31,6 +69,8 @@ pub struct RegistryOptions {
 pub struct FetchedManifest {
     pub bytes: Vec<u8>,
     pub digest: Digest,
+    /// From the manifest's own `mediaType`, else inferred from its shape (oci-client does
+    /// not expose the `Content-Type` header).
     pub media_type: String,
 }
 
@@ -42,47 +82,182 @@ pub enum BlobOutcome {
     Uploaded(u64),
 }
 
-/// The set of registry clients of one run (cheap to clone).
+/// The set of registry clients of one run (cheap to clone). Hosts are set up lazily, once,
+/// on first use; concurrent first uses wait for the same setup.
 #[derive(Clone)]
-pub struct Registries {}
+pub struct Registries {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    jobs: usize,
+    setup: Setup,
+    hosts: Mutex<HashMap<String, Arc<OnceCell<Arc<Host>>>>>,
+}
 
 impl Registries {
-    pub fn new(_options: RegistryOptions, _progress: Progress) -> Result<Registries, RegistryError> {
-        Err(RegistryError::Unimplemented("registry client"))
+    /// Reads `--ca-cert` files now (a bad file fails before any network use); everything
+    /// else happens on first use of each host.
+    pub fn new(options: RegistryOptions, progress: Progress) -> Result<Registries, RegistryError> {
+        Self::with_certs_d(options, progress, tls::Trust::certs_d_from_env())
+    }
+
+    /// As [`Registries::new`] with explicit certs.d roots instead of the defaults.
+    pub fn with_certs_d(
+        options: RegistryOptions,
+        progress: Progress,
+        certs_d: Vec<PathBuf>,
+    ) -> Result<Registries, RegistryError> {
+        let trust = tls::Trust::new(&options.ca_certs, &options.insecure, certs_d)?;
+        let creds = auth::CredentialStore::from_env(options.docker_config_dir.as_deref());
+        Ok(Registries {
+            inner: Arc::new(Inner {
+                jobs: if options.jobs == 0 {
+                    DEFAULT_JOBS
+                } else {
+                    options.jobs
+                },
+                setup: Setup {
+                    trust,
+                    creds,
+                    progress,
+                },
+                hosts: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// How many blob transfers a caller should run at once.
+    pub fn jobs(&self) -> usize {
+        self.inner.jobs
+    }
+
+    pub(crate) fn progress(&self) -> &Progress {
+        &self.inner.setup.progress
+    }
+
+    /// The set-up host `name`, connecting on first use. Failures are not cached, so a
+    /// retry probes again.
+    pub(crate) async fn host(&self, name: &str) -> Result<Arc<Host>, RegistryError> {
+        let cell = {
+            let mut hosts = self.inner.hosts.lock().unwrap_or_else(|p| p.into_inner());
+            hosts.entry(name.to_string()).or_default().clone()
+        };
+        cell.get_or_try_init(|| async {
+            Host::connect(name, &self.inner.setup, true)
+                .await
+                .map(Arc::new)
+        })
+        .await
+        .cloned()
     }
 
     /// GET a manifest by tag or digest (Accept: OCI + Docker manifest and index types).
-    pub async fn fetch_manifest(&self, _image: &Reference) -> Result<FetchedManifest, RegistryError> {
-        Err(RegistryError::Unimplemented("fetch_manifest"))
+    pub async fn fetch_manifest(
+        &self,
+        image: &Reference,
+    ) -> Result<FetchedManifest, RegistryError> {
+        pull::fetch_manifest(self, image).await
     }
 
     /// GET a small blob (configs) into memory, refusing more than `max` bytes; digest verified.
-    pub async fn fetch_blob(&self, _image: &Reference, _desc: &Descriptor, _max: u64) -> Result<Vec<u8>, RegistryError> {
-        Err(RegistryError::Unimplemented("fetch_blob"))
+    pub async fn fetch_blob(
+        &self,
+        image: &Reference,
+        desc: &Descriptor,
+        max: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        pull::fetch_blob(self, image, desc, max).await
     }
 
     /// Downloads a blob to `dest` (a temp path the caller renames), digest verified.
-    pub async fn download_blob(&self, _image: &Reference, _desc: &Descriptor, _dest: &Path) -> Result<(), RegistryError> {
-        Err(RegistryError::Unimplemented("download_blob"))
+    pub async fn download_blob(
+        &self,
+        image: &Reference,
+        desc: &Descriptor,
+        dest: &Path,
+    ) -> Result<(), RegistryError> {
+        pull::download_blob(self, image, desc, dest).await
     }
 
     /// HEAD → (mount from `source` if same registry) → stream from `source` to `target`.
-    pub async fn copy_blob(&self, _source: &Reference, _target: &Reference, _desc: &Descriptor) -> Result<BlobOutcome, RegistryError> {
-        Err(RegistryError::Unimplemented("copy_blob"))
+    pub async fn copy_blob(
+        &self,
+        source: &Reference,
+        target: &Reference,
+        desc: &Descriptor,
+    ) -> Result<BlobOutcome, RegistryError> {
+        push::copy_blob(self, source, target, desc).await
     }
 
     /// HEAD → upload from a local file.
-    pub async fn push_blob_file(&self, _target: &Reference, _desc: &Descriptor, _path: &Path) -> Result<BlobOutcome, RegistryError> {
-        Err(RegistryError::Unimplemented("push_blob_file"))
+    pub async fn push_blob_file(
+        &self,
+        target: &Reference,
+        desc: &Descriptor,
+        path: &Path,
+    ) -> Result<BlobOutcome, RegistryError> {
+        push::push_blob(self, target, desc, push::Body::File(path)).await
     }
 
     /// HEAD → upload bytes (configs).
-    pub async fn push_blob_bytes(&self, _target: &Reference, _desc: &Descriptor, _bytes: &[u8]) -> Result<BlobOutcome, RegistryError> {
-        Err(RegistryError::Unimplemented("push_blob_bytes"))
+    pub async fn push_blob_bytes(
+        &self,
+        target: &Reference,
+        desc: &Descriptor,
+        bytes: &[u8],
+    ) -> Result<BlobOutcome, RegistryError> {
+        push::push_blob(self, target, desc, push::Body::Bytes(bytes)).await
     }
 
     /// PUT a manifest under `target`'s tag (or digest). The registry's digest must match.
-    pub async fn push_manifest(&self, _target: &Reference, _bytes: &[u8], _media_type: &str) -> Result<(), RegistryError> {
-        Err(RegistryError::Unimplemented("push_manifest"))
+    pub async fn push_manifest(
+        &self,
+        target: &Reference,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<(), RegistryError> {
+        push::push_manifest(self, target, bytes, media_type).await
     }
+
+    /// `ocibuild login`: checks `username`/`password` against `registry` (a Basic registry
+    /// must accept them, a token registry must issue a token), then stores them in the
+    /// Docker config. Returns the file written. The password never appears in errors.
+    pub async fn login(
+        &self,
+        registry: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<PathBuf, RegistryError> {
+        // Accept what `docker login` accepts: `host[:port]`, a URL, Docker Hub's aliases.
+        let registry = auth::normalize_key(registry);
+        let host = Host::connect(&registry, &self.inner.setup, false).await?;
+        host.verify_login(username, password).await?;
+        let path = self.config_file()?;
+        login::save_login(&path, &registry, username, password)?;
+        Ok(path)
+    }
+
+    /// `ocibuild logout`: removes `registry`'s entry from the Docker config; returns
+    /// whether there was one.
+    pub fn logout(&self, registry: &str) -> Result<bool, RegistryError> {
+        login::remove_login(&self.config_file()?, &auth::normalize_key(registry))
+    }
+
+    fn config_file(&self) -> Result<PathBuf, RegistryError> {
+        self.inner
+            .setup
+            .creds
+            .docker_config_file()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| RegistryError::Credentials {
+                path: "config.json".into(),
+                reason: "no Docker config directory: set DOCKER_CONFIG or HOME".into(),
+            })
+    }
+}
+
+/// A digest shortened for log lines: `sha256:0123abcd…`.
+pub fn short_digest(d: &Digest) -> String {
+    format!("sha256:{}…", &d.hex()[..12])
 }

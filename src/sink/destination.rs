@@ -10,9 +10,15 @@ use crate::image::{ImageError, Reference};
 pub enum Destination {
     Registry(Reference),
     /// OCI image layout directory, with an optional `org.opencontainers.image.ref.name`.
-    OciDir { path: PathBuf, tag: Option<String> },
+    OciDir {
+        path: PathBuf,
+        tag: Option<String>,
+    },
     /// A tar of an OCI image layout.
-    OciArchive { path: PathBuf, tag: Option<String> },
+    OciArchive {
+        path: PathBuf,
+        tag: Option<String>,
+    },
     /// A `docker save`-style tar loadable by `docker load`; `reference` becomes its RepoTags.
     DockerArchive {
         path: PathBuf,
@@ -39,7 +45,9 @@ impl Destination {
         if let Some(rest) = input.strip_prefix("oci-archive:") {
             let (path, tag) = split_path_tag(rest);
             if path.is_empty() {
-                return Err(bad("oci-archive: needs a file, e.g. oci-archive:./app.tar:v1"));
+                return Err(bad(
+                    "oci-archive: needs a file, e.g. oci-archive:./app.tar:v1",
+                ));
             }
             return Ok(Destination::OciArchive {
                 path: PathBuf::from(path),
@@ -54,7 +62,9 @@ impl Destination {
                 _ => (rest.trim_end_matches(':'), None),
             };
             if path.is_empty() {
-                return Err(bad("docker-archive: needs a file, e.g. docker-archive:./app.tar:app:v1"));
+                return Err(bad(
+                    "docker-archive: needs a file, e.g. docker-archive:./app.tar:app:v1",
+                ));
             }
             return Ok(Destination::DockerArchive {
                 path: PathBuf::from(path),
@@ -78,13 +88,14 @@ fn split_path_tag(rest: &str) -> (&str, Option<String>) {
 
 impl fmt::Display for Destination {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let with_tag = |f: &mut fmt::Formatter<'_>, scheme: &str, p: &PathBuf, t: &Option<String>| {
-            write!(f, "{scheme}:{}", p.display())?;
-            match t {
-                Some(t) => write!(f, ":{t}"),
-                None => Ok(()),
-            }
-        };
+        let with_tag =
+            |f: &mut fmt::Formatter<'_>, scheme: &str, p: &PathBuf, t: &Option<String>| {
+                write!(f, "{scheme}:{}", p.display())?;
+                match t {
+                    Some(t) => write!(f, ":{t}"),
+                    None => Ok(()),
+                }
+            };
         match self {
             Destination::Registry(r) => write!(f, "{r}"),
             Destination::OciDir { path, tag } => with_tag(f, "oci", path, tag),
@@ -108,11 +119,17 @@ mod tests {
     fn parses_transports() {
         assert_eq!(
             Destination::parse("oci:./out/app:v1").unwrap(),
-            Destination::OciDir { path: "./out/app".into(), tag: Some("v1".into()) }
+            Destination::OciDir {
+                path: "./out/app".into(),
+                tag: Some("v1".into())
+            }
         );
         assert_eq!(
             Destination::parse("oci:out").unwrap(),
-            Destination::OciDir { path: "out".into(), tag: None }
+            Destination::OciDir {
+                path: "out".into(),
+                tag: None
+            }
         );
         match Destination::parse("docker-archive:a.tar:localhost:5000/x:v2").unwrap() {
             Destination::DockerArchive { path, reference } => {

@@ -5,12 +5,20 @@
 //! ([`BlobSource`]) so a registry sink can mount or stream base layers it never downloads,
 //! and file sinks fetch them only then.
 
+pub mod atomic;
+pub mod blobs;
 pub mod destination;
 pub mod docker_archive;
 pub mod error;
+pub mod layer_tar;
 pub mod oci_archive;
+pub mod oci_index;
 pub mod oci_layout;
+pub mod oci_media;
 pub mod registry;
+pub mod tarball;
+#[cfg(test)]
+mod testkit;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,6 +61,8 @@ pub struct BuiltImage {
 
 /// What a build produces: one image, or an index over several.
 #[derive(Clone, Debug)]
+// One per build, passed by reference; the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Artifact {
     Image(BuiltImage),
     Index {

@@ -1,1 +1,247 @@
-//! TODO
+//! The registry destination: pushes a finished image or index in the fixed order — every
+//! blob first (deduplicated, concurrent), then each image manifest, then the tags — so a
+//! tag never points at something incomplete.
+//!
+//! Blobs are HEAD-checked, then uploaded from the cache (`BlobSource::File`), from memory
+//! (`Bytes`), or mounted/streamed from the base image's repository (`Remote`) without
+//! touching disk. Bounded concurrency is `Registries::jobs()`.
+
+use std::collections::{HashMap, HashSet};
+
+use futures::{StreamExt as _, TryStreamExt as _};
+
+use super::{Artifact, Blob, BlobSource, Delivery, SinkError};
+use crate::image::{Digest, Reference};
+use crate::progress::{Progress, human_bytes};
+use crate::registry::{BlobOutcome, Registries, short_digest};
+
+/// Pushes `artifact` to `target`: blobs, then (for an index) each image manifest by
+/// digest, then the top-level manifest under `target`'s tag (or by digest when it has only
+/// a digest). Same as [`push_all`] with one target.
+pub async fn push(
+    artifact: &Artifact,
+    target: &Reference,
+    registries: &Registries,
+    progress: &Progress,
+) -> Result<Delivery, SinkError> {
+    push_all(artifact, std::slice::from_ref(target), registries, progress).await
+}
+
+/// Pushes `artifact` to every reference in `targets`, in order.
+///
+/// All blobs and (for an index) all image manifests go to every destination repository
+/// first; only then is the top-level manifest PUT under each target's tag (or by digest
+/// for a digest-only target). Any failure before that returns early, so no tag is written
+/// for an incomplete push. Targets in the same repository share one blob push. The
+/// returned [`Delivery`] sums all destinations.
+pub async fn push_all(
+    artifact: &Artifact,
+    targets: &[Reference],
+    registries: &Registries,
+    progress: &Progress,
+) -> Result<Delivery, SinkError> {
+    for t in targets {
+        if let Some(d) = t.digest()
+            && d != artifact.digest()
+        {
+            return Err(SinkError::Unsupported {
+                destination: t.to_string(),
+                reason: format!(
+                    "the destination names digest {d}, but the built image is {}",
+                    artifact.digest()
+                ),
+            });
+        }
+    }
+    // One content push per repository, in the order the targets name them.
+    let mut repos: Vec<&Reference> = Vec::new();
+    for t in targets {
+        if !repos
+            .iter()
+            .any(|r| r.registry() == t.registry() && r.repository() == t.repository())
+        {
+            repos.push(t);
+        }
+    }
+    let several = repos.len() > 1;
+    let mut delivery = Delivery::default();
+    for (i, repo) in repos.iter().enumerate() {
+        // A later repository on a registry already pushed to mounts from there instead of
+        // uploading again (copy_blob falls back to streaming if the mount is refused).
+        let mount_from = repos[..i]
+            .iter()
+            .find(|r| r.registry() == repo.registry())
+            .copied();
+        let d = push_content(artifact, repo, mount_from, several, registries, progress).await?;
+        delivery.bytes_uploaded += d.bytes_uploaded;
+        delivery.blobs_uploaded += d.blobs_uploaded;
+        delivery.blobs_mounted += d.blobs_mounted;
+        delivery.blobs_skipped += d.blobs_skipped;
+    }
+    let bytes: &[u8] = match artifact {
+        Artifact::Image(i) => &i.manifest,
+        Artifact::Index { bytes, .. } => bytes,
+    };
+    for t in targets {
+        registries
+            .push_manifest(t, bytes, artifact.media_type())
+            .await?;
+        progress.info(format_args!("pushed {}@{}", tag_name(t), artifact.digest()));
+    }
+    Ok(delivery)
+}
+
+/// Blobs of every image, then (for an index) every image manifest by digest, to `repo`.
+async fn push_content(
+    artifact: &Artifact,
+    repo: &Reference,
+    mount_from: Option<&Reference>,
+    name_repo: bool,
+    registries: &Registries,
+    progress: &Progress,
+) -> Result<Delivery, SinkError> {
+    let prefix = if name_repo {
+        format!("{}: ", repo.name())
+    } else {
+        String::new()
+    };
+    let configs: HashSet<&Digest> = artifact
+        .images()
+        .iter()
+        .map(|i| &i.config.descriptor.digest)
+        .collect();
+    let mut seen = HashSet::new();
+    let mut blobs: Vec<&Blob> = Vec::new();
+    let mut delivery = Delivery::default();
+    for image in artifact.images() {
+        for blob in image.layers.iter().chain(std::iter::once(&image.config)) {
+            if !seen.insert(&blob.descriptor.digest) {
+                continue;
+            }
+            if is_foreign(blob) {
+                // Docker never pushes foreign/non-distributable layers; runtimes fetch
+                // them from the descriptor's URLs.
+                progress.info(format_args!(
+                    "{prefix}layer {} is foreign, not pushed",
+                    short_digest(&blob.descriptor.digest)
+                ));
+                delivery.blobs_skipped += 1;
+                continue;
+            }
+            blobs.push(blob);
+        }
+    }
+    let (configs, prefix_ref) = (&configs, prefix.as_str());
+    let outcomes: Vec<(&Blob, BlobOutcome)> = futures::stream::iter(blobs)
+        .map(|blob| async move {
+            let prefix = prefix_ref;
+            let outcome = match (&blob.source, mount_from) {
+                (_, Some(pushed)) => registries.copy_blob(pushed, repo, &blob.descriptor).await?,
+                (BlobSource::File(path), None) => {
+                    registries
+                        .push_blob_file(repo, &blob.descriptor, path)
+                        .await?
+                }
+                (BlobSource::Bytes(bytes), None) => {
+                    registries
+                        .push_blob_bytes(repo, &blob.descriptor, bytes)
+                        .await?
+                }
+                (BlobSource::Remote(base), None) => {
+                    registries.copy_blob(base, repo, &blob.descriptor).await?
+                }
+            };
+            let kind = if configs.contains(&blob.descriptor.digest) {
+                "config"
+            } else {
+                "layer"
+            };
+            let what = match outcome {
+                BlobOutcome::Uploaded(n) => format!("uploaded {}", human_bytes(n)),
+                BlobOutcome::Mounted => match (mount_from, &blob.source) {
+                    (Some(from), _) | (None, BlobSource::Remote(from)) => {
+                        format!("mounted from {}", from.repository())
+                    }
+                    _ => "mounted".to_string(),
+                },
+                BlobOutcome::AlreadyThere => "exists".to_string(),
+            };
+            progress.info(format_args!(
+                "{prefix}{kind} {} {what}",
+                short_digest(&blob.descriptor.digest)
+            ));
+            Ok::<_, SinkError>((blob, outcome))
+        })
+        .buffer_unordered(registries.jobs())
+        .try_collect()
+        .await?;
+    for (_, outcome) in &outcomes {
+        match outcome {
+            BlobOutcome::Uploaded(n) => {
+                delivery.bytes_uploaded += n;
+                delivery.blobs_uploaded += 1;
+            }
+            BlobOutcome::Mounted => delivery.blobs_mounted += 1,
+            BlobOutcome::AlreadyThere => delivery.blobs_skipped += 1,
+        }
+    }
+    if let Artifact::Index { images, .. } = artifact {
+        // Each platform's manifest by digest, so the index only ever points at manifests
+        // that exist. Distinct digests only: two platforms never share one, but be safe.
+        let mut pushed: HashMap<&Digest, ()> = HashMap::new();
+        for image in images {
+            if pushed.insert(&image.manifest_digest, ()).is_some() {
+                continue;
+            }
+            let by_digest = repo.with_digest(image.manifest_digest.clone());
+            registries
+                .push_manifest(&by_digest, &image.manifest, &image.manifest_media_type)
+                .await?;
+            progress.info(format_args!(
+                "{prefix}manifest {} ({}) pushed",
+                short_digest(&image.manifest_digest),
+                image.platform
+            ));
+        }
+    }
+    Ok(delivery)
+}
+
+/// Foreign (Docker) or non-distributable (OCI) layers that carry URLs.
+fn is_foreign(blob: &Blob) -> bool {
+    let m = &blob.descriptor.media_type;
+    let has_urls = blob.descriptor.urls.as_ref().is_some_and(|u| !u.is_empty());
+    has_urls && (m.contains(".foreign.") || m.contains(".nondistributable."))
+}
+
+/// `registry/repo:tag`, or `registry/repo` for a digest-only target.
+fn tag_name(t: &Reference) -> String {
+    match t.tag() {
+        Some(tag) => format!("{}:{tag}", t.name()),
+        None => t.name(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::Descriptor;
+
+    #[test]
+    fn foreign_layers() {
+        let mut d = Descriptor::new(
+            crate::image::media::DOCKER_LAYER_FOREIGN,
+            Digest::of(b"x"),
+            1,
+        );
+        let blob = |d: &Descriptor| Blob {
+            descriptor: d.clone(),
+            source: BlobSource::Bytes(Default::default()),
+        };
+        assert!(!is_foreign(&blob(&d)));
+        d.urls = Some(vec!["https://example.com/layer".into()]);
+        assert!(is_foreign(&blob(&d)));
+        d.media_type = crate::image::media::DOCKER_LAYER_GZIP.into();
+        assert!(!is_foreign(&blob(&d)));
+    }
+}

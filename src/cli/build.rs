@@ -1,0 +1,285 @@
+//! `ocibuild build` (the default command): flags → recipe + settings → pipeline → output.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+
+use ocibuild::image::Platform;
+use ocibuild::image::media::Compression;
+use ocibuild::layer::{BlobCache, Codec};
+use ocibuild::pipeline::{self, BuildOutcome, BuildSettings, PlatformRequest};
+use ocibuild::progress::Progress;
+use ocibuild::recipe::directory::{self, DirectoryOptions};
+use ocibuild::recipe::overrides::Overrides;
+use ocibuild::registry::RegistryOptions;
+use ocibuild::sink::Destination;
+
+use super::output;
+
+pub const EXAMPLES: &str = "\
+Examples:
+  # A directory on top of a base image, pushed to a local registry (plain HTTP is fine on localhost)
+  ocibuild ./dist --from localhost:5000/base:1 --dest /srv/app \\
+      --entrypoint '[\"/srv/app/bin/server\"]' --env MODE=prod -t localhost:5000/server:v1
+
+  # The same image to a registry, an OCI layout and a `docker load` archive in one run
+  ocibuild ./dist --from alpine:3.20 -t myregistry.com:5000/server -t oci:./out/server:v1 \\
+      -t docker-archive:./server.tar:server:v1
+
+  # A private registry with a self-signed certificate
+  ocibuild . --from debian:12-slim -t myregistry.com:5000/server --ca-cert ./myregistry.crt
+
+  # Print only the digest line, for scripts
+  ocibuild ./dist -q -t localhost:5000/app --digest-file app.digest
+
+Destinations (-t): host[:port]/repo[:tag], oci:<dir>[:tag], oci-archive:<file>[:tag],
+docker-archive:<file>[:ref]. stdout gets one `<dest>@sha256:<hex>` line per destination.
+Exit codes: 0 ok, 2 usage, 3 input (context/Dockerfile), 4 registry/network, 5 auth, 6 TLS, 1 other.";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    Gzip,
+    Zstd,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = EXAMPLES)]
+pub struct BuildArgs {
+    /// Build context: the directory whose files go into the image.
+    #[arg(value_name = "CONTEXT")]
+    pub context: PathBuf,
+
+    /// Destination (repeatable): a registry reference host[:port]/repo[:tag], or
+    /// oci:<dir>[:tag], oci-archive:<file>[:tag], docker-archive:<file>[:ref].
+    #[arg(short = 't', long = "tag", value_name = "DEST", required = true)]
+    pub tags: Vec<String>,
+
+    /// Dockerfile to build (default: CONTEXT/Dockerfile or CONTEXT/Containerfile if present).
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+
+    /// Directory mode: the base image (no Dockerfile is read). Default: scratch.
+    #[arg(long, value_name = "IMAGE")]
+    pub from: Option<String>,
+
+    /// Directory mode: where the context lands in the image.
+    #[arg(long, value_name = "PATH", default_value = "/app")]
+    pub dest: String,
+
+    /// Entrypoint: a JSON array ('["/app/server","--flag"]') or a string run by /bin/sh -c.
+    /// Without --cmd, it clears a CMD inherited from the base (like docker run --entrypoint).
+    #[arg(long, value_name = "JSON|STRING", allow_hyphen_values = true)]
+    pub entrypoint: Option<String>,
+
+    /// Command: a JSON array or a string run by /bin/sh -c.
+    #[arg(long, value_name = "JSON|STRING", allow_hyphen_values = true)]
+    pub cmd: Option<String>,
+
+    /// Environment variable (repeatable), merged by key onto the base's.
+    #[arg(long, value_name = "K=V")]
+    pub env: Vec<String>,
+
+    /// Config label (repeatable).
+    #[arg(long, value_name = "K=V")]
+    pub label: Vec<String>,
+
+    /// Manifest annotation (repeatable).
+    #[arg(long, value_name = "K=V")]
+    pub annotation: Vec<String>,
+
+    /// Working directory (absolute).
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// User (and group) the container runs as.
+    #[arg(long, value_name = "U[:G]")]
+    pub user: Option<String>,
+
+    /// Exposed port (repeatable): 8080, 53/udp, 8000-8010/tcp.
+    #[arg(long, value_name = "PORT[/PROTO]")]
+    pub expose: Vec<String>,
+
+    /// Target platforms: os/arch[/variant],… or `all` (every platform of the base).
+    /// Default: the host's platform.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub platform: Vec<String>,
+
+    /// Dockerfile build argument (repeatable).
+    #[arg(long = "build-arg", value_name = "K=V")]
+    pub build_arg: Vec<String>,
+
+    /// Dockerfile stage to build.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+
+    /// Trust this CA certificate (PEM) for every registry (repeatable), on top of system
+    /// roots and /etc/docker/certs.d/<host:port>/, /etc/containers/certs.d/<host:port>/.
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    pub ca_cert: Vec<PathBuf>,
+
+    /// Skip TLS verification for HOST[:PORT], falling back to plain HTTP on a TLS or connect
+    /// failure (repeatable). Loopback registries may use plain HTTP without this flag.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+
+    /// Write the top-level digest (the index when several platforms) to FILE.
+    #[arg(long = "digest-file", value_name = "FILE")]
+    pub digest_file: Option<PathBuf>,
+
+    /// Write a JSON description of the result to FILE (schema in README.md).
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+
+    /// Print nothing on stderr on success; stdout keeps the `<dest>@sha256:…` lines.
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// More detail on stderr (-v steps, -vv requests; credentials are never shown).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Layer compression.
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub compression: CompressionArg,
+
+    /// Compression level (gzip 1-9, default 1; zstd 1-19, default 3).
+    #[arg(long = "compression-level", value_name = "N")]
+    pub compression_level: Option<u32>,
+
+    /// Do not reuse cached compressed layer members.
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
+
+    /// Parallel jobs (compression threads, concurrent uploads). Default: number of cores.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+/// An error in the user's flags or environment (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
+    let progress = Progress::new(args.quiet, args.verbose);
+    let destinations = args
+        .tags
+        .iter()
+        .map(|t| Destination::parse(t).map_err(|e| UsageError(format!("-t {t}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let settings = settings(args, destinations)?;
+    let recipe = recipe(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(pipeline::build(recipe, &settings, &progress))?;
+    report(args, &outcome)
+}
+
+fn recipe(args: &BuildArgs) -> anyhow::Result<ocibuild::recipe::Recipe> {
+    let dockerfile = args.file.clone().or_else(|| {
+        if args.from.is_some() {
+            return None;
+        }
+        ["Dockerfile", "Containerfile"]
+            .iter()
+            .map(|n| args.context.join(n))
+            .find(|p| p.is_file())
+    });
+    if let Some(df) = dockerfile {
+        return Err(UsageError(format!(
+            "{}: Dockerfile mode is not available in this version; use directory mode \
+             (--from IMAGE, with the config flags) or remove the Dockerfile from the context",
+            df.display()
+        ))
+        .into());
+    }
+    if !args.build_arg.is_empty() || args.target.is_some() {
+        return Err(
+            UsageError("--build-arg and --target only apply to a Dockerfile build".into()).into(),
+        );
+    }
+    let opts = DirectoryOptions {
+        context: args.context.clone(),
+        from: args.from.clone(),
+        dest: args.dest.clone(),
+        overrides: Overrides {
+            entrypoint: args.entrypoint.clone(),
+            cmd: args.cmd.clone(),
+            env: args.env.clone(),
+            labels: args.label.clone(),
+            annotations: args.annotation.clone(),
+            workdir: args.workdir.clone(),
+            user: args.user.clone(),
+            expose: args.expose.clone(),
+        },
+    };
+    Ok(directory::recipe(&opts)?)
+}
+
+fn settings(args: &BuildArgs, destinations: Vec<Destination>) -> anyhow::Result<BuildSettings> {
+    let platforms = match args.platform.as_slice() {
+        [] => PlatformRequest::Host,
+        [all] if all == "all" => PlatformRequest::All,
+        list => PlatformRequest::List(
+            list.iter()
+                .map(|p| Platform::parse(p).map_err(|e| UsageError(format!("--platform: {e}"))))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let compression = match args.compression {
+        CompressionArg::Gzip => Compression::Gzip,
+        CompressionArg::Zstd => Compression::Zstd,
+    };
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let jobs = match args.jobs {
+        Some(0) => return Err(UsageError("--jobs must be at least 1".into()).into()),
+        Some(n) => n,
+        None => cores,
+    };
+    let source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => v.trim().parse::<u64>().map_err(|_| {
+            UsageError(format!(
+                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds"
+            ))
+        })?,
+        _ => 0,
+    };
+    let docker_config_dir = std::env::var_os("DOCKER_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
+    Ok(BuildSettings {
+        destinations,
+        platforms,
+        codec: Codec::new(compression, args.compression_level),
+        jobs,
+        no_cache: args.no_cache,
+        cache_dir: BlobCache::default_root(),
+        registry: RegistryOptions {
+            insecure: args.insecure_registry.clone(),
+            ca_certs: args.ca_cert.clone(),
+            docker_config_dir,
+            jobs: jobs.max(4),
+        },
+        source_date_epoch,
+    })
+}
+
+fn report(args: &BuildArgs, outcome: &BuildOutcome) -> anyhow::Result<()> {
+    for d in &outcome.destinations {
+        output::print_line(&format!("{}@{}", d.destination, d.digest));
+    }
+    if let Some(path) = &args.digest_file {
+        std::fs::write(path, outcome.digest.as_str())
+            .with_context(|| format!("cannot write --digest-file {}", path.display()))?;
+    }
+    if let Some(path) = &args.metadata_file {
+        let json = output::metadata(outcome);
+        std::fs::write(path, json)
+            .with_context(|| format!("cannot write --metadata-file {}", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! Resolving base images to a manifest + config per target platform. Only the manifest
+//! and the config are fetched; base layers stay in their registry until a sink needs them.
+
+use serde_json::Value;
+
+use super::{PipelineError, PlatformRequest};
+use crate::image::manifest::AnyManifest;
+use crate::image::{Descriptor, ImageManifest, MediaFamily, Platform, Reference, config};
+use crate::progress::Progress;
+use crate::registry::Registries;
+
+/// Configs bigger than this are not configs (a real one is a few KB).
+const MAX_CONFIG: u64 = 8 << 20;
+
+/// One platform's base: where it lives, its layers and config.
+#[derive(Clone, Debug)]
+pub struct ResolvedBase {
+    pub platform: Platform,
+    /// None for `scratch`.
+    pub reference: Option<Reference>,
+    pub family: MediaFamily,
+    pub layers: Vec<Descriptor>,
+    pub config: Value,
+    /// Digest of the platform manifest the base resolved to (for annotations).
+    pub manifest_digest: Option<crate::image::Digest>,
+}
+
+impl ResolvedBase {
+    pub fn scratch(platform: &Platform) -> ResolvedBase {
+        ResolvedBase {
+            platform: platform.clone(),
+            reference: None,
+            family: MediaFamily::Oci,
+            layers: Vec::new(),
+            config: config::scratch(platform),
+            manifest_digest: None,
+        }
+    }
+}
+
+/// The platforms a build targets, given the request and (if any) the base.
+pub async fn resolve(
+    base: Option<&Reference>,
+    request: &PlatformRequest,
+    registries: &Registries,
+    progress: &Progress,
+) -> Result<Vec<ResolvedBase>, PipelineError> {
+    let Some(base) = base else {
+        return match request {
+            PlatformRequest::Host => Ok(vec![ResolvedBase::scratch(&Platform::host())]),
+            PlatformRequest::List(list) => Ok(list.iter().map(ResolvedBase::scratch).collect()),
+            PlatformRequest::All => Err(PipelineError::Platform {
+                base: "scratch".into(),
+                reason: "--platform all takes the platforms of the base image, and scratch has none; list them, e.g. --platform linux/amd64,linux/arm64".into(),
+            }),
+        };
+    };
+    progress.info(format_args!("resolving base {base}"));
+    let fetched = registries.fetch_manifest(base).await?;
+    let pinned = base.with_digest(fetched.digest.clone());
+    match AnyManifest::parse(&fetched.bytes, Some(&fetched.media_type))? {
+        AnyManifest::Image(m) => {
+            let resolved = load(base, &pinned, m, registries).await?;
+            single_platform(base, resolved, request, progress)
+        }
+        AnyManifest::Index(index) => {
+            let available = index.platforms();
+            let wanted: Vec<Platform> = match request {
+                PlatformRequest::Host => vec![Platform::host()],
+                PlatformRequest::List(l) => l.clone(),
+                PlatformRequest::All => dedup(available.iter().map(|(p, _)| p.clone()).collect()),
+            };
+            let mut out = Vec::new();
+            for want in &wanted {
+                let Some(desc) = want.best_match(&available) else {
+                    return Err(PipelineError::Platform {
+                        base: base.to_string(),
+                        reason: format!(
+                            "has no {want} image; it offers {}. Pick one with --platform",
+                            list(available.iter().map(|(p, _)| p))
+                        ),
+                    });
+                };
+                let child = base.with_digest(desc.digest.clone());
+                let fetched = registries.fetch_manifest(&child).await?;
+                let AnyManifest::Image(m) =
+                    AnyManifest::parse(&fetched.bytes, Some(&fetched.media_type))?
+                else {
+                    return Err(PipelineError::Platform {
+                        base: base.to_string(),
+                        reason: format!("entry {} for {want} is itself an index", desc.digest),
+                    });
+                };
+                let mut r = load(base, &child, m, registries).await?;
+                // The index entry's platform is authoritative for variant and os.version.
+                r.platform = desc.platform.clone().unwrap_or_else(|| want.clone());
+                r.platform = Platform {
+                    os_version: r.platform.os_version.clone(),
+                    os_features: r.platform.os_features.clone(),
+                    ..Platform::new(
+                        &r.platform.os,
+                        &r.platform.architecture,
+                        r.platform.variant.as_deref(),
+                    )
+                };
+                out.push(r);
+            }
+            Ok(out)
+        }
+    }
+}
+
+fn single_platform(
+    base: &Reference,
+    resolved: ResolvedBase,
+    request: &PlatformRequest,
+    progress: &Progress,
+) -> Result<Vec<ResolvedBase>, PipelineError> {
+    match request {
+        PlatformRequest::Host => {
+            let host = Platform::host();
+            if !host.matches(&resolved.platform) {
+                progress.warn(format_args!(
+                    "base {base} is {} only (host is {host}); building {}",
+                    resolved.platform, resolved.platform
+                ));
+            }
+            Ok(vec![resolved])
+        }
+        PlatformRequest::All => Ok(vec![resolved]),
+        PlatformRequest::List(list) => {
+            for want in list {
+                if !want.matches(&resolved.platform) {
+                    return Err(PipelineError::Platform {
+                        base: base.to_string(),
+                        reason: format!(
+                            "is a single-platform image for {}, not {want}; use a multi-platform base or --platform {}",
+                            resolved.platform, resolved.platform
+                        ),
+                    });
+                }
+            }
+            Ok(vec![resolved])
+        }
+    }
+}
+
+async fn load(
+    base: &Reference,
+    pinned: &Reference,
+    manifest: ImageManifest,
+    registries: &Registries,
+) -> Result<ResolvedBase, PipelineError> {
+    let bytes = registries
+        .fetch_blob(pinned, &manifest.config, MAX_CONFIG)
+        .await?;
+    let cfg = config::parse(&bytes)?;
+    let platform = config::platform_of(&cfg).unwrap_or_else(Platform::host);
+    Ok(ResolvedBase {
+        platform,
+        reference: Some(base.clone()),
+        family: manifest.family(),
+        layers: manifest.layers.clone(),
+        config: cfg,
+        manifest_digest: pinned.digest().cloned(),
+    })
+}
+
+fn dedup(mut v: Vec<Platform>) -> Vec<Platform> {
+    let mut seen = Vec::new();
+    v.retain(|p| {
+        let key = p.to_string();
+        let fresh = !seen.contains(&key);
+        seen.push(key);
+        fresh
+    });
+    v
+}
+
+fn list<'a>(ps: impl Iterator<Item = &'a Platform>) -> String {
+    let v: Vec<String> = ps.map(|p| p.to_string()).collect();
+    if v.is_empty() {
+        "no platforms".into()
+    } else {
+        v.join(", ")
+    }
+}

@@ -1,0 +1,27 @@
+//! Errors of a build, wrapping each module's own error.
+
+use thiserror::Error;
+
+use crate::image::ImageError;
+use crate::layer::LayerError;
+use crate::recipe::RecipeError;
+use crate::registry::RegistryError;
+use crate::sink::SinkError;
+
+#[derive(Debug, Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Recipe(#[from] RecipeError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("base image {base} {reason}")]
+    Platform { base: String, reason: String },
+    #[error("internal error: {0}")]
+    Internal(String),
+}

@@ -1,0 +1,143 @@
+//! Bounded retries with exponential backoff for transient registry failures (resets,
+//! timeouts, 408/429/5xx). Each try redoes the whole operation from the start — a fresh
+//! upload session, the blob re-read from its file — since a half-sent body cannot be
+//! resumed without the chunked protocol.
+//!
+//! `Retry-After` is not honoured: oci-client turns error responses into
+//! `ServerError { code, message }` and drops the headers. The backoff (1 s, 2 s, 4 s,
+//! jittered) covers the short outages such headers usually announce.
+
+use std::future::Future;
+use std::time::Duration;
+
+use super::RegistryError;
+use crate::progress::Progress;
+
+/// Total tries per operation, the first included.
+pub const TRIES: u32 = 4;
+const BASE_DELAY: Duration = Duration::from_secs(1);
+const MAX_DELAY: Duration = Duration::from_secs(8);
+
+/// Runs `op` until it succeeds, fails with a non-transient error, or has been tried
+/// [`TRIES`] times. `what` names the operation in the warning printed before each retry.
+pub async fn with_retries<T, F, Fut>(
+    progress: &Progress,
+    what: &str,
+    op: F,
+) -> Result<T, RegistryError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, RegistryError>>,
+{
+    run(progress, what, BASE_DELAY, op).await
+}
+
+async fn run<T, F, Fut>(
+    progress: &Progress,
+    what: &str,
+    base: Duration,
+    mut op: F,
+) -> Result<T, RegistryError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, RegistryError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_transient() && attempt < TRIES => {
+                let wait = delay(base, attempt);
+                progress.warn(format_args!(
+                    "{what}: {}; retrying in {:.1}s ({attempt}/{})",
+                    e.summary(),
+                    wait.as_secs_f64(),
+                    TRIES - 1
+                ));
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// base, 2×base, 4×base … capped, plus up to 25% jitter so parallel uploads do not retry
+/// in step.
+fn delay(base: Duration, attempt: u32) -> Duration {
+    let exp = base
+        .saturating_mul(1 << (attempt - 1).min(16))
+        .min(MAX_DELAY);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let jitter = exp.mul_f64(f64::from(nanos % 250) / 1000.0);
+    exp + jitter
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    const FAST: Duration = Duration::from_millis(1);
+
+    fn transient() -> RegistryError {
+        RegistryError::Server {
+            registry: "r".into(),
+            status: 503,
+            reason: "unavailable".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_transient_then_succeeds() {
+        let calls = AtomicU32::new(0);
+        let r = run(&Progress::silent(), "x", FAST, || async {
+            if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err(transient())
+            } else {
+                Ok(7)
+            }
+        })
+        .await;
+        assert_eq!(r.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn bounded() {
+        let calls = AtomicU32::new(0);
+        let r: Result<(), _> = run(&Progress::silent(), "x", FAST, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(transient())
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), TRIES);
+    }
+
+    #[tokio::test]
+    async fn auth_failures_are_not_retried() {
+        let calls = AtomicU32::new(0);
+        let r: Result<(), _> = run(&Progress::silent(), "x", FAST, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(RegistryError::Auth {
+                registry: "r".into(),
+                reason: "wrong password".into(),
+            })
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn delays_grow_and_cap() {
+        let d = |n| delay(BASE_DELAY, n);
+        assert!(d(1) >= Duration::from_secs(1) && d(1) < Duration::from_millis(1300));
+        assert!(d(3) >= Duration::from_secs(4));
+        assert!(d(10) <= MAX_DELAY.mul_f64(1.25));
+    }
+}

@@ -1,0 +1,271 @@
+//! TLS trust per registry host: system roots plus `--ca-cert` files plus the host's
+//! `certs.d` directories (`/etc/docker/certs.d/<host:port>/*.crt`,
+//! `/etc/containers/certs.d/<host:port>/*.crt`), and `--insecure-registry` matching.
+//!
+//! `OCIBUILD_CERTS_D` (a `:`-separated list of directories) replaces the two default
+//! certs.d roots; tests use it to avoid writing under /etc.
+
+use std::path::{Path, PathBuf};
+
+use oci_client::client::{Certificate, CertificateEncoding};
+
+use super::RegistryError;
+
+/// Docker's and podman's per-host CA directories.
+pub const DEFAULT_CERTS_D: [&str; 2] = ["/etc/docker/certs.d", "/etc/containers/certs.d"];
+
+/// Environment variable replacing [`DEFAULT_CERTS_D`].
+pub const CERTS_D_ENV: &str = "OCIBUILD_CERTS_D";
+
+/// Trust settings shared by every host of a run.
+#[derive(Clone, Debug)]
+pub struct Trust {
+    /// Parsed `--ca-cert` files (each may hold several PEM certificates).
+    global: Vec<Certificate>,
+    certs_d: Vec<PathBuf>,
+    insecure: Vec<String>,
+}
+
+impl Trust {
+    /// Reads the `--ca-cert` files now, so a bad file fails the run before any network use.
+    pub fn new(
+        ca_certs: &[PathBuf],
+        insecure: &[String],
+        certs_d: Vec<PathBuf>,
+    ) -> Result<Trust, RegistryError> {
+        let mut global = Vec::new();
+        for path in ca_certs {
+            global.extend(read_cert_file(path)?);
+        }
+        Ok(Trust {
+            global,
+            certs_d,
+            insecure: insecure.iter().map(|h| normalize_host(h)).collect(),
+        })
+    }
+
+    /// The certs.d roots from `OCIBUILD_CERTS_D`, else the defaults.
+    pub fn certs_d_from_env() -> Vec<PathBuf> {
+        match std::env::var_os(CERTS_D_ENV) {
+            Some(v) if !v.is_empty() => std::env::split_paths(&v).collect(),
+            _ => DEFAULT_CERTS_D.iter().map(PathBuf::from).collect(),
+        }
+    }
+
+    /// Whether `--insecure-registry` names `host` (`host:port` exactly, or the bare host,
+    /// which then covers every port).
+    pub fn is_insecure(&self, host: &str) -> bool {
+        let host = normalize_host(host);
+        let bare = strip_port(&host);
+        self.insecure
+            .iter()
+            .any(|h| *h == host || (!has_port(h) && h == bare))
+    }
+
+    /// Extra roots for `host`: the global ones plus `*.crt` from its certs.d directories.
+    /// A missing directory is normal; an unreadable or malformed file is an error.
+    pub fn roots_for(&self, host: &str) -> Result<Vec<Certificate>, RegistryError> {
+        let mut roots = self.global.clone();
+        for root in &self.certs_d {
+            let dir = root.join(host);
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => continue,
+                Err(source) => return Err(RegistryError::Io { path: dir, source }),
+            };
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+                .collect();
+            files.sort();
+            for f in files {
+                roots.extend(read_cert_file(&f)?);
+            }
+        }
+        Ok(roots)
+    }
+}
+
+/// The DER encoding of every certificate in `roots` (for pinning, see `probe.rs`).
+pub fn ders(roots: &[Certificate]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for c in roots {
+        match c.encoding {
+            CertificateEncoding::Der => out.push(c.data.clone()),
+            CertificateEncoding::Pem => out.extend(pem_certificates(&c.data)),
+        }
+    }
+    out
+}
+
+/// Decodes the `CERTIFICATE` blocks of a PEM file (RFC 7468); other blocks are skipped.
+fn pem_certificates(data: &[u8]) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    let text = String::from_utf8_lossy(data);
+    let mut out = Vec::new();
+    let mut body: Option<String> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line == "-----BEGIN CERTIFICATE-----" {
+            body = Some(String::new());
+        } else if line == "-----END CERTIFICATE-----" {
+            if let Some(b) = body.take()
+                && let Ok(der) = base64::engine::general_purpose::STANDARD.decode(b)
+            {
+                out.push(der);
+            }
+        } else if let Some(b) = body.as_mut() {
+            b.push_str(line);
+        }
+    }
+    out
+}
+
+/// Reads a PEM (one or more certificates) or DER certificate file, checking it parses so
+/// the error names the file instead of surfacing later as a client build failure.
+fn read_cert_file(path: &Path) -> Result<Vec<Certificate>, RegistryError> {
+    let data = std::fs::read(path).map_err(|source| RegistryError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |reason: &str| RegistryError::CaCert {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let is_pem = data.windows(11).any(|w| w == b"-----BEGIN ");
+    if is_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(&data)
+            .map_err(|_| bad("not a valid PEM certificate"))?;
+        if certs.is_empty() {
+            return Err(bad("no CERTIFICATE block in the file"));
+        }
+        Ok(vec![Certificate {
+            encoding: CertificateEncoding::Pem,
+            data,
+        }])
+    } else if data.first() == Some(&0x30) {
+        // DER starts with a SEQUENCE tag; full validation happens when the client is built.
+        Ok(vec![Certificate {
+            encoding: CertificateEncoding::Der,
+            data,
+        }])
+    } else {
+        Err(bad("neither PEM nor DER"))
+    }
+}
+
+fn normalize_host(h: &str) -> String {
+    let h = h.trim();
+    let h = h
+        .strip_prefix("https://")
+        .or_else(|| h.strip_prefix("http://"))
+        .unwrap_or(h);
+    h.trim_end_matches('/').to_ascii_lowercase()
+}
+
+fn has_port(h: &str) -> bool {
+    strip_port(h) != h
+}
+
+/// `host:port` → `host`; `[::1]:5000` → `[::1]`.
+fn strip_port(h: &str) -> &str {
+    if h.starts_with('[') {
+        return match h.find(']') {
+            Some(i) => &h[..=i],
+            None => h,
+        };
+    }
+    match h.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) && !host.contains(':') => {
+            host
+        }
+        _ => h,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PEM block; only its framing and base64 are checked when reading (X.509 parsing
+    /// happens when the TLS client is built).
+    fn pem() -> String {
+        use base64::Engine as _;
+        let body =
+            base64::engine::general_purpose::STANDARD.encode([0x30u8, 0x03, 0x02, 0x01, 0x00]);
+        format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n")
+    }
+
+    #[test]
+    fn insecure_matching() {
+        let t = Trust::new(
+            &[],
+            &[
+                "myreg.com:5000".into(),
+                "lan-host".into(),
+                "https://Other:443/".into(),
+            ],
+            vec![],
+        )
+        .unwrap();
+        assert!(t.is_insecure("myreg.com:5000"));
+        assert!(!t.is_insecure("myreg.com:5001"));
+        assert!(!t.is_insecure("myreg.com"));
+        assert!(t.is_insecure("lan-host"));
+        assert!(t.is_insecure("lan-host:8080"));
+        assert!(t.is_insecure("other:443"));
+        assert!(!t.is_insecure("example.com"));
+        assert_eq!(strip_port("[::1]:5000"), "[::1]");
+    }
+
+    #[test]
+    fn certs_d_per_host() {
+        let root = tempfile::tempdir().unwrap();
+        let host_dir = root.path().join("reg.example:5000");
+        std::fs::create_dir_all(&host_dir).unwrap();
+        std::fs::write(host_dir.join("ca.crt"), pem()).unwrap();
+        // Client certificate and key files are not roots.
+        std::fs::write(host_dir.join("client.cert"), pem()).unwrap();
+        std::fs::write(host_dir.join("client.key"), "key").unwrap();
+        let t = Trust::new(
+            &[],
+            &[],
+            vec![root.path().to_path_buf(), root.path().join("absent")],
+        )
+        .unwrap();
+        assert_eq!(t.roots_for("reg.example:5000").unwrap().len(), 1);
+        assert_eq!(t.roots_for("other:5000").unwrap().len(), 0);
+
+        std::fs::write(host_dir.join("bad.crt"), "garbage").unwrap();
+        let err = t.roots_for("reg.example:5000").unwrap_err();
+        assert!(matches!(err, RegistryError::CaCert { .. }), "{err}");
+    }
+
+    #[test]
+    fn pem_to_der() {
+        let two = format!("junk\n{}{}", pem(), pem());
+        let certs = pem_certificates(two.as_bytes());
+        assert_eq!(certs, vec![vec![0x30u8, 0x03, 0x02, 0x01, 0x00]; 2]);
+        let der = Certificate {
+            encoding: CertificateEncoding::Der,
+            data: vec![0x30, 0],
+        };
+        assert_eq!(ders(&[der]).len(), 1);
+    }
+
+    #[test]
+    fn ca_cert_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, pem()).unwrap();
+        let t = Trust::new(std::slice::from_ref(&good), &[], vec![]).unwrap();
+        assert_eq!(t.roots_for("any").unwrap().len(), 1);
+        let missing = dir.path().join("nope.pem");
+        assert!(matches!(
+            Trust::new(&[missing], &[], vec![]),
+            Err(RegistryError::Io { .. })
+        ));
+    }
+}
