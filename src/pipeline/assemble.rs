@@ -62,6 +62,9 @@ pub fn image(base: &ResolvedBase, a: &Assembly<'_>) -> Result<BuiltImage, Pipeli
                     source: BlobSource::File(layer.path.clone()),
                 });
             }
+            Step::Copy(c) => {
+                return Err(PipelineError::Internal(format!("unresolved step: {}", c.created_by)));
+            }
             Step::Config { edit, history } => {
                 editor.apply(&mut cfg, edit)?;
                 if let Some(h) = history {

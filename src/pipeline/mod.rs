@@ -88,7 +88,7 @@ pub async fn build(
         .iter()
         .filter_map(|s| match s {
             Step::Layer(spec) => Some(spec.clone()),
-            Step::Config { .. } => None,
+            Step::Config { .. } | Step::Copy(_) => None,
         })
         .collect();
     let builder = LayerBuilder {

@@ -49,6 +49,7 @@ pub fn recipe(opts: &DirectoryOptions) -> Result<Recipe, RecipeError> {
             base,
             steps,
         }],
+        context: opts.context.clone(),
         annotations: opts.overrides.annotations()?,
     })
 }

@@ -29,14 +29,62 @@ pub enum Base {
 /// One step of a stage, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
-    /// Adds a layer.
+    /// Adds a layer whose entries are already known (context copies, WORKDIR, heredocs).
     Layer(LayerSpec),
+    /// A COPY/ADD that can only be resolved once a filesystem is available: sources in an
+    /// earlier stage or another image (`--from`), or owner names (`--chown=app:app`) that
+    /// must be looked up in this stage's `/etc/passwd` and `/etc/group`. The pipeline
+    /// materializes what is needed and resolves it into a layer with
+    /// `context::copy::resolve`.
+    Copy(CopySpec),
     /// Edits the config; `history` is the `created_by` text for an empty-layer history
     /// entry (None: no history entry, as for directory-mode flags).
     Config {
         edit: ConfigEdit,
         history: Option<String>,
     },
+}
+
+/// Where the sources of a deferred COPY live.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CopySource {
+    /// The build context.
+    Context,
+    /// The root filesystem of an earlier stage (by index).
+    Stage(usize),
+    /// The root filesystem of an image (resolved for the target platform).
+    Image(Reference),
+}
+
+/// Owner for copied files: numeric ids, or names to look up in the stage's passwd/group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    Ids { uid: u64, gid: u64 },
+    /// User name or id, and optional group name or id (Docker: group defaults to the
+    /// user's primary group when a name is given, to the uid when a number is given).
+    Names { user: String, group: Option<String> },
+}
+
+/// A COPY/ADD to resolve later.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CopySpec {
+    pub source: CopySource,
+    /// Source patterns as written (after variable expansion), relative to the source root.
+    pub sources: Vec<String>,
+    /// Destination as written, already made absolute against WORKDIR; a trailing `/` is
+    /// kept because it changes the meaning (Docker's rules).
+    pub dest: String,
+    pub owner: Option<Owner>,
+    /// `--chmod` permission bits.
+    pub chmod: Option<u32>,
+    /// `--exclude` patterns.
+    pub exclude: Vec<String>,
+    /// `--parents`.
+    pub parents: bool,
+    /// ADD semantics (archive extraction) rather than COPY.
+    pub add: bool,
+    /// History text, e.g. `COPY --from=build /out /app`.
+    pub created_by: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -49,7 +97,11 @@ pub struct Stage {
 /// A whole build plan. The image produced is the last stage's (after `--target`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recipe {
+    /// Stages in order; the image produced is the last one's (front ends drop stages after
+    /// `--target`).
     pub stages: Vec<Stage>,
+    /// The build context directory (source root for `CopySource::Context`).
+    pub context: std::path::PathBuf,
     /// Manifest annotations (`--annotation`).
     pub annotations: BTreeMap<String, String>,
 }
