@@ -11,4 +11,5 @@ pub mod pipeline;
 pub mod progress;
 pub mod recipe;
 pub mod registry;
+pub mod rootfs;
 pub mod sink;

@@ -10,6 +10,7 @@ use ocibuild::image::media::Compression;
 use ocibuild::layer::{BlobCache, Codec};
 use ocibuild::pipeline::{self, BuildOutcome, BuildSettings, PlatformRequest};
 use ocibuild::progress::Progress;
+use ocibuild::recipe::Frontend;
 use ocibuild::recipe::directory::{self, DirectoryOptions};
 use ocibuild::recipe::overrides::Overrides;
 use ocibuild::registry::RegistryOptions;
@@ -174,11 +175,11 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(pipeline::build(recipe, &settings, &progress))?;
+    let outcome = runtime.block_on(pipeline::build(&recipe, &settings, &progress))?;
     report(args, &outcome)
 }
 
-fn recipe(args: &BuildArgs) -> anyhow::Result<ocibuild::recipe::Recipe> {
+fn recipe(args: &BuildArgs) -> anyhow::Result<Frontend> {
     let dockerfile = args.file.clone().or_else(|| {
         if args.from.is_some() {
             return None;
@@ -216,7 +217,9 @@ fn recipe(args: &BuildArgs) -> anyhow::Result<ocibuild::recipe::Recipe> {
             expose: args.expose.clone(),
         },
     };
-    Ok(directory::recipe(&opts)?)
+    // Validate now so flag mistakes are reported before any network access.
+    directory::recipe(&opts)?;
+    Ok(Frontend::Directory(opts))
 }
 
 fn settings(args: &BuildArgs, destinations: Vec<Destination>) -> anyhow::Result<BuildSettings> {

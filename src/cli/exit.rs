@@ -41,6 +41,7 @@ pub fn classify(err: &anyhow::Error) -> ExitCode {
             match e {
                 PipelineError::Recipe(_)
                 | PipelineError::Layer(_)
+                | PipelineError::Rootfs(_)
                 | PipelineError::Platform { .. } => {
                     return ExitCode::Input;
                 }

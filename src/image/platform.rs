@@ -43,6 +43,16 @@ impl Platform {
         }
     }
 
+    /// The same platform with aliases resolved (`aarch64` → `arm64`, `arm64/v8` → `arm64`,
+    /// `armhf` → `arm/v7`); values read from JSON are not normalized until this is called.
+    pub fn normalized(&self) -> Platform {
+        Platform {
+            os_version: self.os_version.clone(),
+            os_features: self.os_features.clone(),
+            ..Platform::new(&self.os, &self.architecture, self.variant.as_deref())
+        }
+    }
+
     /// Parses `os/arch[/variant]`, or a bare `arch` (os = linux), normalizing aliases.
     pub fn parse(spec: &str) -> Result<Platform, ImageError> {
         let bad = |reason: &str| ImageError::Platform {
@@ -85,14 +95,11 @@ impl Platform {
     /// architecture, and a variant that is the same (after normalization). A request with no
     /// variant accepts any variant.
     pub fn matches(&self, candidate: &Platform) -> bool {
-        let cand = Platform::new(
-            &candidate.os,
-            &candidate.architecture,
-            candidate.variant.as_deref(),
-        );
-        self.os == cand.os
-            && self.architecture == cand.architecture
-            && (self.variant.is_none() || self.variant == cand.variant)
+        let want = self.normalized();
+        let cand = candidate.normalized();
+        want.os == cand.os
+            && want.architecture == cand.architecture
+            && (want.variant.is_none() || want.variant == cand.variant)
     }
 
     /// Picks the best entry for `self` among candidate platforms: an exact match first,
@@ -246,5 +253,11 @@ mod tests {
         let only_v6 = vec![(p("linux/arm/v6"), "v6")];
         assert_eq!(p("linux/arm/v7").best_match(&only_v6), Some(&"v6"));
         assert_eq!(p("linux/s390x").best_match(&cands), None);
+        // Raw values from an index (not normalized) match too.
+        let raw = Platform {
+            variant: Some("v8".into()),
+            ..Platform::new("linux", "arm64", None)
+        };
+        assert!(raw.matches(&p("linux/arm64")));
     }
 }

@@ -32,13 +32,9 @@ pub fn image(base: &ResolvedBase, a: &Assembly<'_>) -> Result<BuiltImage, Pipeli
     let mut blobs: Vec<Blob> = base
         .layers
         .iter()
-        .map(|d| Blob {
-            descriptor: retype_base_layer(d, family),
-            source: match &base.reference {
-                Some(r) => BlobSource::Remote(r.clone()),
-                // Unreachable in practice: scratch has no layers.
-                None => BlobSource::Bytes(Arc::new(Vec::new())),
-            },
+        .map(|b| Blob {
+            descriptor: retype_base_layer(&b.descriptor, family),
+            source: b.source.clone(),
         })
         .collect();
     let mut diff_ids = base_diff_ids(&base.config)?;
@@ -63,7 +59,10 @@ pub fn image(base: &ResolvedBase, a: &Assembly<'_>) -> Result<BuiltImage, Pipeli
                 });
             }
             Step::Copy(c) => {
-                return Err(PipelineError::Internal(format!("unresolved step: {}", c.created_by)));
+                return Err(PipelineError::Internal(format!(
+                    "unresolved step: {}",
+                    c.created_by
+                )));
             }
             Step::Config { edit, history } => {
                 editor.apply(&mut cfg, edit)?;

@@ -5,9 +5,10 @@ use serde_json::Value;
 
 use super::{PipelineError, PlatformRequest};
 use crate::image::manifest::AnyManifest;
-use crate::image::{Descriptor, ImageManifest, MediaFamily, Platform, Reference, config};
+use crate::image::{ImageManifest, MediaFamily, Platform, Reference, config, media};
 use crate::progress::Progress;
 use crate::registry::Registries;
+use crate::sink::{Blob, BlobSource, BuiltImage};
 
 /// Configs bigger than this are not configs (a real one is a few KB).
 const MAX_CONFIG: u64 = 8 << 20;
@@ -19,7 +20,8 @@ pub struct ResolvedBase {
     /// None for `scratch`.
     pub reference: Option<Reference>,
     pub family: MediaFamily,
-    pub layers: Vec<Descriptor>,
+    /// The base's layers and where their bytes are.
+    pub layers: Vec<Blob>,
     pub config: Value,
     /// Digest of the platform manifest the base resolved to (for annotations).
     pub manifest_digest: Option<crate::image::Digest>,
@@ -36,6 +38,35 @@ impl ResolvedBase {
             manifest_digest: None,
         }
     }
+
+    /// An image built earlier in this run (a stage) as the base of another stage; it keeps
+    /// the name and digest of the image at the root of its chain for the annotations.
+    pub fn from_built(
+        image: &BuiltImage,
+        root: &ResolvedBase,
+    ) -> Result<ResolvedBase, PipelineError> {
+        let cfg = match &image.config.source {
+            BlobSource::Bytes(b) => config::parse(b)?,
+            _ => {
+                return Err(PipelineError::Internal(
+                    "stage config is not in memory".into(),
+                ));
+            }
+        };
+        let family = if image.manifest_media_type == media::DOCKER_MANIFEST {
+            MediaFamily::Docker
+        } else {
+            MediaFamily::Oci
+        };
+        Ok(ResolvedBase {
+            platform: image.platform.clone(),
+            reference: root.reference.clone(),
+            family,
+            layers: image.layers.clone(),
+            config: cfg,
+            manifest_digest: root.manifest_digest.clone(),
+        })
+    }
 }
 
 /// The platforms a build targets, given the request and (if any) the base.
@@ -48,6 +79,7 @@ pub async fn resolve(
     let Some(base) = base else {
         return match request {
             PlatformRequest::Host => Ok(vec![ResolvedBase::scratch(&Platform::host())]),
+            PlatformRequest::Prefer(p) => Ok(vec![ResolvedBase::scratch(p)]),
             PlatformRequest::List(list) => Ok(list.iter().map(ResolvedBase::scratch).collect()),
             PlatformRequest::All => Err(PipelineError::Platform {
                 base: "scratch".into(),
@@ -67,8 +99,11 @@ pub async fn resolve(
             let available = index.platforms();
             let wanted: Vec<Platform> = match request {
                 PlatformRequest::Host => vec![Platform::host()],
+                PlatformRequest::Prefer(p) => vec![p.clone()],
                 PlatformRequest::List(l) => l.clone(),
-                PlatformRequest::All => dedup(available.iter().map(|(p, _)| p.clone()).collect()),
+                PlatformRequest::All => {
+                    dedup(available.iter().map(|(p, _)| p.normalized()).collect())
+                }
             };
             let mut out = Vec::new();
             for want in &wanted {
@@ -117,11 +152,14 @@ fn single_platform(
     progress: &Progress,
 ) -> Result<Vec<ResolvedBase>, PipelineError> {
     match request {
-        PlatformRequest::Host => {
-            let host = Platform::host();
+        PlatformRequest::Host | PlatformRequest::Prefer(_) => {
+            let host = match request {
+                PlatformRequest::Prefer(p) => p.clone(),
+                _ => Platform::host(),
+            };
             if !host.matches(&resolved.platform) {
                 progress.warn(format_args!(
-                    "base {base} is {} only (host is {host}); building {}",
+                    "base {base} is {} only (wanted {host}); using it as it is for {}",
                     resolved.platform, resolved.platform
                 ));
             }
@@ -160,7 +198,14 @@ async fn load(
         platform,
         reference: Some(base.clone()),
         family: manifest.family(),
-        layers: manifest.layers.clone(),
+        layers: manifest
+            .layers
+            .iter()
+            .map(|d| Blob {
+                descriptor: d.clone(),
+                source: BlobSource::Remote(base.clone()),
+            })
+            .collect(),
         config: cfg,
         manifest_digest: pinned.digest().cloned(),
     })

@@ -20,6 +20,8 @@ pub enum PipelineError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
     #[error("base image {base} {reason}")]
     Platform { base: String, reason: String },
     #[error("internal error: {0}")]

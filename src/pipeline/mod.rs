@@ -3,14 +3,16 @@
 
 pub mod assemble;
 pub mod base;
+pub mod copy;
 pub mod error;
+pub mod stages;
 
 use std::path::PathBuf;
 
-use crate::image::{Digest, Platform, Reference, time};
-use crate::layer::{BlobCache, BuiltLayer, Codec, LayerBuilder, LayerSpec};
-use crate::progress::{Progress, human_bytes};
-use crate::recipe::{Base, Recipe, Step};
+use crate::image::{Digest, Platform, Reference};
+use crate::layer::{BlobCache, Codec, LayerBuilder, LayerSpec};
+use crate::progress::Progress;
+use crate::recipe::{Base, Frontend, Step};
 use crate::registry::{Registries, RegistryOptions};
 use crate::sink::{self, Artifact, Delivery, Destination};
 
@@ -21,6 +23,9 @@ pub use error::PipelineError;
 pub enum PlatformRequest {
     /// The host's platform (or a single-platform base's own).
     Host,
+    /// This platform if the base offers it; a single-platform base is used as it is (with
+    /// a warning), as Docker does for a builder stage.
+    Prefer(Platform),
     List(Vec<Platform>),
     /// Every platform of the base index.
     All,
@@ -61,36 +66,21 @@ pub struct BuildOutcome {
     pub destinations: Vec<DestinationResult>,
 }
 
-/// Runs a build from a finished recipe.
+/// Runs a build: the front end's recipe for each target platform, then the sinks.
 pub async fn build(
-    recipe: Recipe,
+    frontend: &Frontend,
     settings: &BuildSettings,
     progress: &Progress,
 ) -> Result<BuildOutcome, PipelineError> {
-    let stage = recipe
-        .final_stage()
-        .ok_or(PipelineError::Internal("the recipe has no stage".into()))?;
-    let base_ref = match &stage.base {
-        Base::Scratch => None,
-        Base::Image(r) => Some(r.clone()),
-        Base::Stage(_) => {
-            return Err(PipelineError::Internal(
-                "building on an earlier stage is not supported yet".into(),
-            ));
-        }
+    let host = Platform::host();
+    let probe = frontend.recipe_for(&host)?;
+    let root = match probe.root_of_final() {
+        Some((_, Base::Image(r))) => Some(r.clone()),
+        Some((_, _)) => None,
+        None => return Err(PipelineError::Internal("the recipe has no stage".into())),
     };
     let registries = Registries::new(settings.registry.clone(), progress.clone())?;
     let cache = BlobCache::open(&settings.cache_dir)?;
-
-    // Bases (manifest + config only) and layers are independent: resolve while building.
-    let specs: Vec<LayerSpec> = stage
-        .steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Layer(spec) => Some(spec.clone()),
-            Step::Config { .. } | Step::Copy(_) => None,
-        })
-        .collect();
     let builder = LayerBuilder {
         cache: cache.clone(),
         codec: settings.codec,
@@ -98,47 +88,60 @@ pub async fn build(
         mtime: settings.source_date_epoch,
         reuse: !settings.no_cache,
     };
-    let layer_task = tokio::task::spawn_blocking(move || build_layers(&builder, &specs));
-    let bases = base::resolve(
-        base_ref.as_ref(),
-        &settings.platforms,
-        &registries,
-        progress,
-    )
-    .await?;
-    let layers = layer_task
-        .await
-        .map_err(|e| PipelineError::Internal(format!("layer task failed: {e}")))??;
-    for l in &layers {
-        progress.info(format_args!(
-            "layer {} ({} → {}, {}/{} members reused)",
-            short(&l.digest),
-            human_bytes(l.tar_size),
-            human_bytes(l.size),
-            l.members_reused,
-            l.members
-        ));
-    }
+    let memo = stages::LayerMemo::default();
 
-    let assembly = assemble::Assembly {
-        steps: &stage.steps,
-        layers: &layers,
-        compression: settings.codec.compression,
-        created: time::rfc3339(settings.source_date_epoch),
-        annotations: &recipe.annotations,
+    // Context layers known up front are built while the bases resolve (manifest + config
+    // only); the memo hands them to every platform.
+    let prebuild = {
+        let (memo, builder, progress) = (memo.clone(), builder.clone(), progress.clone());
+        let specs: Vec<LayerSpec> = probe
+            .stages
+            .iter()
+            .flat_map(|s| s.steps.iter())
+            .filter_map(|s| match s {
+                Step::Layer(spec) => Some(spec.clone()),
+                _ => None,
+            })
+            .collect();
+        tokio::spawn(async move {
+            for spec in &specs {
+                memo.build(&builder, spec, &progress).await?;
+            }
+            Ok::<(), PipelineError>(())
+        })
     };
-    let images = bases
-        .iter()
-        .map(|b| assemble::image(b, &assembly))
-        .collect::<Result<Vec<_>, _>>()?;
-    let artifact = assemble::artifact(images, &recipe.annotations)?;
-    for img in artifact.images() {
+    let bases = base::resolve(root.as_ref(), &settings.platforms, &registries, progress).await;
+    let prebuilt = prebuild
+        .await
+        .map_err(|e| PipelineError::Internal(format!("layer task failed: {e}")))?;
+    // A context error is the more useful one to report when both fail.
+    prebuilt?;
+    let bases = bases?;
+
+    let cx = stages::StageContext {
+        registries: &registries,
+        cache: &cache,
+        builder: &builder,
+        memo: &memo,
+        progress,
+        source_date_epoch: settings.source_date_epoch,
+        compression: settings.codec.compression,
+    };
+    let mut images = Vec::new();
+    for b in &bases {
+        let recipe = if b.platform == host {
+            probe.clone()
+        } else {
+            frontend.recipe_for(&b.platform)?
+        };
+        let image = stages::build_platform(&recipe, b, &cx).await?;
         progress.debug(format_args!(
             "{} manifest {}",
-            img.platform, img.manifest_digest
+            image.platform, image.manifest_digest
         ));
+        images.push(image);
     }
-
+    let artifact = assemble::artifact(images, &probe.annotations)?;
     let destinations = deliver(
         &artifact,
         &settings.destinations,
@@ -163,16 +166,6 @@ pub async fn build(
             .collect(),
         destinations,
     })
-}
-
-fn build_layers(
-    builder: &LayerBuilder,
-    specs: &[LayerSpec],
-) -> Result<Vec<BuiltLayer>, PipelineError> {
-    specs
-        .iter()
-        .map(|s| builder.build(s).map_err(PipelineError::from))
-        .collect()
 }
 
 /// Writes the artifact to every destination. All registry destinations go in one push so
@@ -247,8 +240,4 @@ async fn deliver(
         });
     }
     Ok(out)
-}
-
-fn short(d: &Digest) -> String {
-    format!("sha256:{}", &d.hex()[..12])
 }

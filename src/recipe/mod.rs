@@ -59,10 +59,16 @@ pub enum CopySource {
 /// Owner for copied files: numeric ids, or names to look up in the stage's passwd/group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Owner {
-    Ids { uid: u64, gid: u64 },
+    Ids {
+        uid: u64,
+        gid: u64,
+    },
     /// User name or id, and optional group name or id (Docker: group defaults to the
     /// user's primary group when a name is given, to the uid when a number is given).
-    Names { user: String, group: Option<String> },
+    Names {
+        user: String,
+        group: Option<String>,
+    },
 }
 
 /// A COPY/ADD to resolve later.
@@ -106,9 +112,72 @@ pub struct Recipe {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// A front end with its options: produces the recipe for a target platform (Dockerfile
+/// variables such as `TARGETARCH` can make it differ per platform).
+#[derive(Clone, Debug)]
+pub enum Frontend {
+    Directory(directory::DirectoryOptions),
+}
+
+impl Frontend {
+    pub fn recipe_for(&self, _platform: &crate::image::Platform) -> Result<Recipe, RecipeError> {
+        match self {
+            Frontend::Directory(opts) => directory::recipe(opts),
+        }
+    }
+}
+
 impl Recipe {
     /// The stage whose image is the result.
     pub fn final_stage(&self) -> Option<&Stage> {
         self.stages.last()
+    }
+
+    /// The index of the stage whose base is an image or scratch at the root of the final
+    /// stage's `FROM <stage>` chain, and that base.
+    pub fn root_of_final(&self) -> Option<(usize, &Base)> {
+        let mut i = self.stages.len().checked_sub(1)?;
+        // Stages only refer to earlier ones, so this terminates; the bound guards a
+        // malformed recipe.
+        for _ in 0..=self.stages.len() {
+            match &self.stages[i].base {
+                Base::Stage(j) if *j < i => i = *j,
+                Base::Stage(_) => return None,
+                other => return Some((i, other)),
+            }
+        }
+        None
+    }
+
+    /// Indices of the stages the final stage needs (its FROM chain and `COPY --from`
+    /// sources, transitively), ascending, so each can be built after its dependencies.
+    pub fn needed_stages(&self) -> Vec<usize> {
+        let Some(last) = self.stages.len().checked_sub(1) else {
+            return Vec::new();
+        };
+        let mut needed = vec![false; self.stages.len()];
+        needed[last] = true;
+        for i in (0..=last).rev() {
+            if !needed[i] {
+                continue;
+            }
+            let stage = &self.stages[i];
+            if let Base::Stage(j) = stage.base
+                && j < i
+            {
+                needed[j] = true;
+            }
+            for step in &stage.steps {
+                if let Step::Copy(CopySpec {
+                    source: CopySource::Stage(j),
+                    ..
+                }) = step
+                    && *j < i
+                {
+                    needed[*j] = true;
+                }
+            }
+        }
+        (0..=last).filter(|i| needed[*i]).collect()
     }
 }

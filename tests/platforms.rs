@@ -1,0 +1,363 @@
+//! Issue 5: any platform from any host. A four-platform base index (amd64, arm64/v8,
+//! arm/v7, arm/v6) in a real registry; ocibuild builds for several of them in one run and
+//! the result is checked with skopeo (index, configs) and umoci (each platform's tree).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::fixture::{self, ImageSpec, MediaTypes};
+use common::fs::{assert_app_tree, write_app_context};
+use common::skopeo::skopeo_cmd;
+use common::{
+    Registry, TestEnv, expect_dest_lines, push_fixture, run, sha256_digest, skopeo_exists,
+    skopeo_inspect_raw, skopeo_inspect_raw_bytes,
+};
+use serde_json::Value;
+
+const PLATFORMS: [&str; 4] = [
+    "linux/amd64",
+    "linux/arm64/v8",
+    "linux/arm/v7",
+    "linux/arm/v6",
+];
+
+struct Setup {
+    env: TestEnv,
+    reg: Registry,
+    base_ref: String,
+    ctx: std::path::PathBuf,
+}
+
+fn setup(platforms: &[&str], mt: MediaTypes) -> Setup {
+    let env = TestEnv::new();
+    let reg = Registry::start();
+    let layout = env.work().join("base-layout");
+    let specs: Vec<ImageSpec> = platforms.iter().map(|p| ImageSpec::base(p)).collect();
+    fixture::write_index(&layout, "multi", &specs, mt);
+    let base_ref = reg.reference("base:multi");
+    push_fixture(&layout, "multi", &base_ref);
+    let ctx = env.work().join("ctx");
+    write_app_context(&ctx);
+    Setup {
+        env,
+        reg,
+        base_ref,
+        ctx,
+    }
+}
+
+/// `(os/arch[/variant], descriptor)` of each manifest in an index.
+fn index_platforms(index: &Value) -> Vec<(String, Value)> {
+    index["manifests"]
+        .as_array()
+        .expect("an index")
+        .iter()
+        .map(|d| {
+            let p = &d["platform"];
+            let mut s = format!(
+                "{}/{}",
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap()
+            );
+            if let Some(v) = p["variant"].as_str() {
+                s.push('/');
+                s.push_str(v);
+            }
+            (s, d.clone())
+        })
+        .collect()
+}
+
+/// Copies one platform of `reference` out with skopeo and unpacks it with umoci (umoci
+/// cannot pick a platform out of an index itself).
+fn unpack_platform(
+    reference: &str,
+    arch: &str,
+    variant: Option<&str>,
+    dir: &Path,
+) -> std::path::PathBuf {
+    let layout = dir.join(format!("layout-{arch}-{}", variant.unwrap_or("none")));
+    let mut c = skopeo_cmd();
+    c.args(["--override-os", "linux", "--override-arch", arch]);
+    if let Some(v) = variant {
+        c.args(["--override-variant", v]);
+    }
+    c.args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .arg(format!("oci:{}:t", layout.display()));
+    let out = run(&mut c);
+    assert_eq!(out.code, 0, "skopeo copy {arch}: {}", out.stderr);
+    let bundle = layout.with_extension("bundle");
+    let out = run(Command::new("umoci")
+        .args(["unpack", "--rootless", "--image"])
+        .arg(format!("{}:t", layout.display()))
+        .arg(&bundle));
+    assert_eq!(out.code, 0, "umoci unpack {arch}: {}", out.stderr);
+    bundle.join("rootfs")
+}
+
+#[test]
+fn two_platforms_from_a_four_platform_base() {
+    let s = setup(&PLATFORMS, MediaTypes::Oci);
+    let dest = s.reg.reference("app:multi");
+    let meta = s.env.work().join("meta.json");
+    let out = run(s
+        .env
+        .ocibuild()
+        .arg(&s.ctx)
+        .args([
+            "--from",
+            &s.base_ref,
+            "--platform",
+            "linux/arm64,linux/arm/v7",
+        ])
+        .args(["--metadata-file"])
+        .arg(&meta)
+        .args(["-t", &dest]));
+    let digests = expect_dest_lines(&out, &[&dest]);
+
+    let raw = skopeo_inspect_raw_bytes(&dest);
+    assert_eq!(
+        sha256_digest(&raw),
+        digests[0],
+        "printed digest is the index's"
+    );
+    let index: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let plats = index_platforms(&index);
+    let names: Vec<&str> = plats.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(names, ["linux/arm64", "linux/arm/v7"]);
+
+    // Each platform: config says so, base layers of that platform, the same app layer.
+    let mut app_layers = Vec::new();
+    for (name, desc) in &plats {
+        let child = format!(
+            "{}@{}",
+            s.reg.reference("app"),
+            desc["digest"].as_str().unwrap()
+        );
+        let manifest = skopeo_inspect_raw(&child);
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(
+            layers.len(),
+            3,
+            "{name}: two base layers + the context layer"
+        );
+        app_layers.push(layers[2]["digest"].clone());
+        let config: Value = serde_json::from_slice(
+            &s.reg
+                .blob("app", manifest["config"]["digest"].as_str().unwrap()),
+        )
+        .unwrap();
+        let parts: Vec<&str> = name.split('/').collect();
+        assert_eq!(config["architecture"], parts[1], "{name}");
+        assert_eq!(config["variant"].as_str(), parts.get(2).copied(), "{name}");
+        assert_eq!(config["os"], "linux");
+    }
+    assert_eq!(
+        app_layers[0], app_layers[1],
+        "the context layer is built once and shared"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let arm64 = unpack_platform(&dest, "arm64", None, tmp.path());
+    assert_eq!(
+        std::fs::read_to_string(arm64.join("etc/platform")).unwrap(),
+        "linux/arm64/v8\n"
+    );
+    assert_app_tree(&arm64, "/app");
+    let armv7 = unpack_platform(&dest, "arm", Some("v7"), tmp.path());
+    assert_eq!(
+        std::fs::read_to_string(armv7.join("etc/platform")).unwrap(),
+        "linux/arm/v7\n"
+    );
+    assert_app_tree(&armv7, "/app");
+
+    // --metadata-file lists each platform with its manifest digest, as in the index.
+    let m: Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    assert_eq!(m["digest"].as_str(), Some(digests[0].as_str()));
+    let listed: Vec<(String, String)> = m["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["platform"].as_str().unwrap().to_string(),
+                p["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = plats
+        .iter()
+        .map(|(p, d)| (p.clone(), d["digest"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(listed, expected);
+}
+
+#[test]
+fn platform_all_takes_every_platform_of_the_base() {
+    let s = setup(&PLATFORMS, MediaTypes::Oci);
+    let dest = s.reg.reference("app:all");
+    let out = run(s.env.ocibuild().arg(&s.ctx).args([
+        "--from",
+        &s.base_ref,
+        "--platform",
+        "all",
+        "-t",
+        &dest,
+    ]));
+    expect_dest_lines(&out, &[&dest]);
+    let index = skopeo_inspect_raw(&dest);
+    let names: Vec<String> = index_platforms(&index)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(
+        names,
+        ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6"]
+    );
+}
+
+#[test]
+fn docker_typed_bases_give_a_manifest_list() {
+    let s = setup(&["linux/amd64", "linux/arm/v7"], MediaTypes::Docker);
+    let dest = s.reg.reference("app:docker");
+    let out = run(s.env.ocibuild().arg(&s.ctx).args([
+        "--from",
+        &s.base_ref,
+        "--platform",
+        "linux/amd64,linux/armhf",
+        "-t",
+        &dest,
+    ]));
+    expect_dest_lines(&out, &[&dest]);
+    let index = skopeo_inspect_raw(&dest);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.docker.distribution.manifest.list.v2+json"
+    );
+    for (_, d) in index_platforms(&index) {
+        assert_eq!(
+            d["mediaType"],
+            "application/vnd.docker.distribution.manifest.v2+json"
+        );
+    }
+}
+
+#[test]
+fn variants_matter_and_missing_platforms_are_refused() {
+    let s = setup(&["linux/amd64", "linux/arm/v7"], MediaTypes::Oci);
+    // arm/v6 must never run a v7 image.
+    let dest = s.reg.reference("app:v6");
+    let out = run(s.env.ocibuild().arg(&s.ctx).args([
+        "--from",
+        &s.base_ref,
+        "--platform",
+        "linux/arm/v6",
+        "-t",
+        &dest,
+    ]));
+    out.assert_failure(
+        3,
+        &["linux/arm/v6", "linux/amd64", "linux/arm/v7", "--platform"],
+    );
+    assert!(!skopeo_exists(&dest), "nothing pushed");
+
+    // A bad platform string is a usage error.
+    let out = run(s.env.ocibuild().arg(&s.ctx).args([
+        "--from",
+        &s.base_ref,
+        "--platform",
+        "linux/",
+        "-t",
+        &dest,
+    ]));
+    out.assert_failure(2, &["--platform"]);
+}
+
+#[test]
+fn single_platform_base_only_serves_its_own_platform() {
+    let env = TestEnv::new();
+    let reg = Registry::start();
+    let layout = env.work().join("base-layout");
+    fixture::write_image(
+        &layout,
+        "one",
+        &ImageSpec::base("linux/arm64/v8"),
+        MediaTypes::Oci,
+    );
+    let base = reg.reference("base:one");
+    push_fixture(&layout, "one", &base);
+    let ctx = env.work().join("ctx");
+    write_app_context(&ctx);
+    let dest = reg.reference("app:one");
+    let out = run(env.ocibuild().arg(&ctx).args([
+        "--from",
+        &base,
+        "--platform",
+        "linux/amd64",
+        "-t",
+        &dest,
+    ]));
+    out.assert_failure(3, &["linux/arm64", "linux/amd64"]);
+    assert!(!skopeo_exists(&dest));
+    let out = run(env.ocibuild().arg(&ctx).args([
+        "--from",
+        &base,
+        "--platform",
+        "linux/aarch64",
+        "-t",
+        &dest,
+    ]));
+    expect_dest_lines(&out, &[&dest]);
+}
+
+#[test]
+fn docker_archive_refuses_several_platforms_and_nothing_is_tagged() {
+    let s = setup(&PLATFORMS, MediaTypes::Oci);
+    let dest = s.reg.reference("app:arch");
+    let archive = s.env.work().join("app.tar");
+    let out = run(s
+        .env
+        .ocibuild()
+        .arg(&s.ctx)
+        .args([
+            "--from",
+            &s.base_ref,
+            "--platform",
+            "linux/amd64,linux/arm64",
+        ])
+        .arg("-t")
+        .arg(format!("docker-archive:{}", archive.display()))
+        .args(["-t", &dest]));
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("--platform"), "{}", out.stderr);
+    assert!(!archive.exists(), "no archive written");
+    // The registry destination may or may not have been pushed first; an `oci:` layout
+    // holds the whole index.
+    let layout = s.env.work().join("layout");
+    let out = run(s
+        .env
+        .ocibuild()
+        .arg(&s.ctx)
+        .args([
+            "--from",
+            &s.base_ref,
+            "--platform",
+            "linux/amd64,linux/arm64",
+        ])
+        .arg("-t")
+        .arg(format!("oci:{}:multi", layout.display())));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let idx: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        idx["manifests"][0]["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+}
