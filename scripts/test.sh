@@ -14,8 +14,8 @@ if [ "${CI:-}" = "true" ]; then
     export CARGO_TERM_COLOR=never
 fi
 
-tools=(docker-registry skopeo umoci buildah openssl htpasswd setpriv)
-packages=(docker-registry skopeo umoci buildah openssl apache2-utils util-linux)
+tools=(docker-registry skopeo umoci buildah openssl htpasswd setpriv qemu-aarch64-static qemu-arm-static dpkg-deb)
+packages=(docker-registry skopeo umoci buildah openssl apache2-utils util-linux qemu-user-static dpkg)
 
 missing=()
 for t in "${tools[@]}"; do
@@ -63,6 +63,32 @@ if [ "${#still[@]}" -gt 0 ]; then
     echo "scripts/test.sh: FATAL: still missing after install: ${still[*]}" >&2
     exit 1
 fi
+
+# ARM busybox binaries for the end-to-end run under qemu (tests/qemu_run.rs): downloaded
+# here, never committed. `apt-get update` may report an unrelated index failure (exit 100)
+# while the packages are still fetchable, so success is judged by the files themselves.
+debs="$PWD/target/test-debs"
+export OCIBUILD_TEST_DEBS="$debs"
+if ! ls "$debs"/busybox-static_*_arm64.deb "$debs"/busybox-static_*_armhf.deb >/dev/null 2>&1; then
+    sudo=()
+    [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+    mkdir -p "$debs"
+    if ! dpkg --print-foreign-architectures | grep -qx arm64 || ! dpkg --print-foreign-architectures | grep -qx armhf; then
+        "${sudo[@]}" dpkg --add-architecture arm64
+        "${sudo[@]}" dpkg --add-architecture armhf
+        "${sudo[@]}" apt-get update || echo "scripts/test.sh: apt-get update reported errors; trying the download anyway" >&2
+    fi
+    # _apt cannot write into a root-owned target dir; download from a world-writable temp dir.
+    tmp=$(mktemp -d)
+    chmod 777 "$tmp"
+    (cd "$tmp" && apt-get download busybox-static:arm64 busybox-static:armhf)
+    mv "$tmp"/*.deb "$debs"/
+    rm -rf "$tmp"
+fi
+ls "$debs"/busybox-static_*_arm64.deb "$debs"/busybox-static_*_armhf.deb >/dev/null || {
+    echo "scripts/test.sh: FATAL: busybox-static debs for arm64/armhf are missing in $debs" >&2
+    exit 1
+}
 
 echo "==> cargo fmt --check" >&2
 cargo fmt --check
