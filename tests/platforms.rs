@@ -4,12 +4,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 use common::fixture::{self, ImageSpec, MediaTypes};
 use common::fs::{assert_app_tree, write_app_context};
-use common::skopeo::skopeo_cmd;
+use common::skopeo::unpack_platform;
 use common::{
     Registry, TestEnv, expect_dest_lines, push_fixture, run, sha256_digest, skopeo_exists,
     skopeo_inspect_raw, skopeo_inspect_raw_bytes,
@@ -68,34 +65,6 @@ fn index_platforms(index: &Value) -> Vec<(String, Value)> {
             (s, d.clone())
         })
         .collect()
-}
-
-/// Copies one platform of `reference` out with skopeo and unpacks it with umoci (umoci
-/// cannot pick a platform out of an index itself).
-fn unpack_platform(
-    reference: &str,
-    arch: &str,
-    variant: Option<&str>,
-    dir: &Path,
-) -> std::path::PathBuf {
-    let layout = dir.join(format!("layout-{arch}-{}", variant.unwrap_or("none")));
-    let mut c = skopeo_cmd();
-    c.args(["--override-os", "linux", "--override-arch", arch]);
-    if let Some(v) = variant {
-        c.args(["--override-variant", v]);
-    }
-    c.args(["copy", "--quiet", "--src-tls-verify=false"])
-        .arg(format!("docker://{reference}"))
-        .arg(format!("oci:{}:t", layout.display()));
-    let out = run(&mut c);
-    assert_eq!(out.code, 0, "skopeo copy {arch}: {}", out.stderr);
-    let bundle = layout.with_extension("bundle");
-    let out = run(Command::new("umoci")
-        .args(["unpack", "--rootless", "--image"])
-        .arg(format!("{}:t", layout.display()))
-        .arg(&bundle));
-    assert_eq!(out.code, 0, "umoci unpack {arch}: {}", out.stderr);
-    bundle.join("rootfs")
 }
 
 #[test]
@@ -164,14 +133,15 @@ fn two_platforms_from_a_four_platform_base() {
         "the context layer is built once and shared"
     );
 
-    let tmp = tempfile::tempdir().unwrap();
-    let arm64 = unpack_platform(&dest, "arm64", None, tmp.path());
+    let arm64 = unpack_platform(&dest, "arm64", None);
+    let arm64 = arm64.rootfs();
     assert_eq!(
         std::fs::read_to_string(arm64.join("etc/platform")).unwrap(),
         "linux/arm64/v8\n"
     );
     assert_app_tree(&arm64, "/app");
-    let armv7 = unpack_platform(&dest, "arm", Some("v7"), tmp.path());
+    let armv7 = unpack_platform(&dest, "arm", Some("v7"));
+    let armv7 = armv7.rootfs();
     assert_eq!(
         std::fs::read_to_string(armv7.join("etc/platform")).unwrap(),
         "linux/arm/v7\n"

@@ -11,9 +11,9 @@ use std::process::Command;
 
 use common::fixture::{self, Entry, ImageSpec, MediaTypes};
 use common::fs::write_file;
-use common::skopeo::skopeo_cmd;
+use common::skopeo::unpack_platform;
 use common::{Registry, TestEnv, expect_dest_lines, push_fixture, require_tool, run};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The busybox binary out of the `busybox-static` deb for `deb_arch`.
 fn busybox(deb_arch: &str, into: &Path) -> Vec<u8> {
@@ -46,43 +46,18 @@ fn busybox_base(platform: &str, binary: Vec<u8>) -> ImageSpec {
     spec
 }
 
-fn run_platform(
-    reference: &str,
-    arch: &str,
-    variant: Option<&str>,
-    qemu: &str,
-    work: &Path,
-) -> String {
-    let layout = work.join(format!("layout-{arch}"));
-    let mut c = skopeo_cmd();
-    c.args(["--override-os", "linux", "--override-arch", arch]);
-    if let Some(v) = variant {
-        c.args(["--override-variant", v]);
-    }
-    c.args(["copy", "--quiet", "--src-tls-verify=false"])
-        .arg(format!("docker://{reference}"))
-        .arg(format!("oci:{}:t", layout.display()));
-    let out = run(&mut c);
-    assert_eq!(out.code, 0, "skopeo copy: {}", out.stderr);
-    let bundle = work.join(format!("bundle-{arch}"));
-    let out = run(Command::new("umoci")
-        .args(["unpack", "--rootless", "--image"])
-        .arg(format!("{}:t", layout.display()))
-        .arg(&bundle));
-    assert_eq!(out.code, 0, "umoci unpack: {}", out.stderr);
-    let rootfs = bundle.join("rootfs");
+fn run_platform(reference: &str, arch: &str, variant: Option<&str>, qemu: &str) -> String {
+    let unpacked = unpack_platform(reference, arch, variant);
+    let rootfs = unpacked.rootfs();
     // The runtime spec umoci generated carries the image's Entrypoint + Cmd.
-    let spec: Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
-    let args: Vec<String> = spec["process"]["args"]
+    let args: Vec<String> = unpacked.runtime_config()["process"]["args"]
         .as_array()
         .expect("process.args")
         .iter()
         .map(|a| a.as_str().unwrap().to_string())
         .collect();
     // The static emulator goes inside the chroot, as binfmt_misc would provide it.
-    let qemu_host = PathBuf::from("/usr/bin").join(qemu);
-    std::fs::copy(&qemu_host, rootfs.join(qemu)).unwrap();
+    std::fs::copy(PathBuf::from("/usr/bin").join(qemu), rootfs.join(qemu)).unwrap();
     let out = run(Command::new("chroot")
         .arg(&rootfs)
         .arg(format!("/{qemu}"))
@@ -137,11 +112,11 @@ fn arm_images_built_on_any_host_really_run() {
         .args(["--cmd", r#"["/bin/cat", "/app/message.txt"]"#, "-t", &dest]));
     expect_dest_lines(&out, &[&dest]);
     assert_eq!(
-        run_platform(&dest, "arm64", None, "qemu-aarch64-static", &work),
+        run_platform(&dest, "arm64", None, "qemu-aarch64-static"),
         "hello from the app layer\n"
     );
     assert_eq!(
-        run_platform(&dest, "arm", Some("v7"), "qemu-arm-static", &work),
+        run_platform(&dest, "arm", Some("v7"), "qemu-arm-static"),
         "hello from the app layer\n"
     );
 }

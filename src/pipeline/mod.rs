@@ -191,36 +191,23 @@ async fn deliver(
     };
     let mut out = Vec::new();
     for dest in destinations {
+        if !matches!(dest, Destination::Registry(_)) {
+            progress.info(format_args!("writing {dest}"));
+        }
         let (digest, delivery) = match dest {
             Destination::Registry(_) => (artifact.digest().clone(), pushed.clone()),
-            Destination::OciDir { path, tag } => {
-                progress.info(format_args!("writing {dest}"));
-                let d = sink::oci_layout::write(
-                    artifact,
-                    path,
-                    tag.as_deref(),
-                    registries,
-                    cache,
-                    progress,
-                )
-                .await?;
-                (sink::oci_media::stored_digest(artifact)?, d)
-            }
-            Destination::OciArchive { path, tag } => {
-                progress.info(format_args!("writing {dest}"));
-                let d = sink::oci_archive::write(
-                    artifact,
-                    path,
-                    tag.as_deref(),
-                    registries,
-                    cache,
-                    progress,
-                )
-                .await?;
+            Destination::OciDir { path, tag } | Destination::OciArchive { path, tag } => {
+                let tag = tag.as_deref();
+                let d = if matches!(dest, Destination::OciDir { .. }) {
+                    sink::oci_layout::write(artifact, path, tag, registries, cache, progress)
+                        .await?
+                } else {
+                    sink::oci_archive::write(artifact, path, tag, registries, cache, progress)
+                        .await?
+                };
                 (sink::oci_media::stored_digest(artifact)?, d)
             }
             Destination::DockerArchive { path, reference } => {
-                progress.info(format_args!("writing {dest}"));
                 let d = sink::docker_archive::write(
                     artifact,
                     path,

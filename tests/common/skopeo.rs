@@ -243,6 +243,31 @@ impl Unpacked {
     }
 }
 
+/// Copies one platform of the registry image `reference` (an index) into a temp OCI layout
+/// and `umoci unpack`s it (umoci cannot pick a platform out of an index itself).
+pub fn unpack_platform(reference: &str, arch: &str, variant: Option<&str>) -> Unpacked {
+    let dir = tempfile::Builder::new()
+        .prefix("ocibuild-unpack-")
+        .tempdir()
+        .unwrap();
+    let mut c = skopeo_cmd();
+    c.args(["--override-os", "linux", "--override-arch", arch]);
+    if let Some(v) = variant {
+        c.args(["--override-variant", v]);
+    }
+    c.args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .arg(format!("oci:{}:t", dir.path().join("layout").display()));
+    let out = run(&mut c);
+    assert_eq!(
+        out.code, 0,
+        "skopeo copy {reference} ({arch}) failed:\n{}",
+        out.stderr
+    );
+    umoci_unpack(&dir.path().join("layout"), "t", &dir.path().join("bundle"));
+    Unpacked { dir }
+}
+
 /// Copies the (host-platform) image at `reference` (any skopeo transport; bare registry
 /// references are `docker://`) into a temp OCI layout and `umoci unpack`s it.
 pub fn unpack(reference: &str) -> Unpacked {
