@@ -3,7 +3,8 @@
 #
 # 1. Installs the external tools the integration tests drive, with apt, only when one is
 #    missing: docker-registry (CNCF distribution), skopeo, umoci, buildah, openssl,
-#    htpasswd (apache2-utils); setpriv (util-linux) is used by the unreadable-file test.
+#    htpasswd (apache2-utils); setpriv (util-linux) is used by the unreadable-file test;
+#    qemu-user-static and dpkg for the ARM run; make and git for the examples and provenance.
 # 2. cargo fmt --check, cargo clippy --all-targets -D warnings, cargo test --all-targets.
 #
 # Exits non-zero on the first failure.
@@ -14,8 +15,8 @@ if [ "${CI:-}" = "true" ]; then
     export CARGO_TERM_COLOR=never
 fi
 
-tools=(docker-registry skopeo umoci buildah openssl htpasswd setpriv qemu-aarch64-static qemu-arm-static dpkg-deb)
-packages=(docker-registry skopeo umoci buildah openssl apache2-utils util-linux qemu-user-static dpkg)
+tools=(docker-registry skopeo umoci buildah openssl htpasswd setpriv qemu-aarch64-static qemu-arm-static dpkg-deb make git)
+packages=(docker-registry skopeo umoci buildah openssl apache2-utils util-linux qemu-user-static dpkg make git)
 
 missing=()
 for t in "${tools[@]}"; do
@@ -94,5 +95,5 @@ echo "==> cargo fmt --check" >&2
 cargo fmt --check
 echo "==> cargo clippy --all-targets -- -D warnings" >&2
 cargo clippy --all-targets -- -D warnings
-echo "==> cargo test --all-targets" >&2
-cargo test --all-targets
+echo "==> cargo test --all-targets --no-fail-fast" >&2
+cargo test --all-targets --no-fail-fast

@@ -9,6 +9,7 @@ pub mod image;
 pub mod layer;
 pub mod pipeline;
 pub mod progress;
+pub mod provenance;
 pub mod recipe;
 pub mod registry;
 pub mod rootfs;

@@ -22,6 +22,10 @@ fn main() {
     };
     let result = match &cli.command {
         Command::Build(args) => cli::build::run(args),
+        Command::Login(args) => cli::login::run_login(args),
+        Command::Logout(args) => cli::login::run_logout(args),
+        Command::Completions(args) => cli::completions::run(args),
+        Command::Man => cli::completions::man(),
     };
     if let Err(err) = result {
         eprintln!("error: {err}");

@@ -28,10 +28,30 @@ struct Setup {
 }
 
 fn setup(platforms: &[&str], mt: MediaTypes) -> Setup {
+    setup_with(platforms, mt, false)
+}
+
+/// The fixture base without its `ONBUILD RUN` trigger (which a Dockerfile build refuses).
+fn plain_base(platform: &str) -> ImageSpec {
+    let mut spec = ImageSpec::base(platform);
+    spec.extra_config.as_object_mut().unwrap().remove("OnBuild");
+    spec
+}
+
+fn setup_with(platforms: &[&str], mt: MediaTypes, plain: bool) -> Setup {
     let env = TestEnv::new();
     let reg = Registry::start();
     let layout = env.work().join("base-layout");
-    let specs: Vec<ImageSpec> = platforms.iter().map(|p| ImageSpec::base(p)).collect();
+    let specs: Vec<ImageSpec> = platforms
+        .iter()
+        .map(|p| {
+            if plain {
+                plain_base(p)
+            } else {
+                ImageSpec::base(p)
+            }
+        })
+        .collect();
     fixture::write_index(&layout, "multi", &specs, mt);
     let base_ref = reg.reference("base:multi");
     push_fixture(&layout, "multi", &base_ref);
@@ -330,4 +350,177 @@ fn docker_archive_refuses_several_platforms_and_nothing_is_tagged() {
         idx["manifests"][0]["mediaType"],
         "application/vnd.oci.image.index.v1+json"
     );
+}
+
+/// The config of the `platform` entry of the index at `dest` (repository `repo`).
+fn platform_config(reg: &Registry, repo: &str, index: &Value, platform: &str) -> Value {
+    let (_, desc) = index_platforms(index)
+        .into_iter()
+        .find(|(p, _)| p == platform)
+        .unwrap_or_else(|| panic!("no {platform} in {index}"));
+    let child = format!(
+        "{}@{}",
+        reg.reference(repo),
+        desc["digest"].as_str().unwrap()
+    );
+    let manifest = skopeo_inspect_raw(&child);
+    serde_json::from_slice(&reg.blob(repo, manifest["config"]["digest"].as_str().unwrap())).unwrap()
+}
+
+fn env_of(config: &Value) -> Vec<String> {
+    config["config"]["Env"]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// What the fixture base writes to /etc/platform for the host's platform.
+fn host_platform_file() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "linux/amd64\n",
+        "aarch64" => "linux/arm64/v8\n",
+        other => panic!("the fixture base has no image for a {other} host"),
+    }
+}
+
+/// Dockerfile mode: TARGET*/BUILD* arguments per platform pick the prebuilt binary,
+/// `FROM --platform=$BUILDPLATFORM` pins a builder stage to the host, and
+/// `COPY --from=<image>` takes the image's matching platform.
+#[test]
+fn dockerfile_target_args_build_platform_and_copy_from_image() {
+    let s = setup_with(&PLATFORMS, MediaTypes::Oci, true);
+    let ctx = s.env.work().join("dfctx");
+    for arch in ["amd64", "arm64", "arm"] {
+        let dir = ctx.join("dist").join(arch);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("app"), format!("app for {arch}\n")).unwrap();
+    }
+    let base = &s.base_ref;
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM --platform=$BUILDPLATFORM {base} AS build\n\
+             FROM {base}\n\
+             ARG TARGETPLATFORM TARGETOS TARGETARCH TARGETVARIANT BUILDPLATFORM\n\
+             ENV TP=$TARGETPLATFORM TO=$TARGETOS TA=$TARGETARCH TV=$TARGETVARIANT BP=$BUILDPLATFORM\n\
+             COPY dist/${{TARGETARCH}}/app /app/bin/app\n\
+             COPY --from=build /etc/platform /app/build-platform\n\
+             COPY --from={base} /etc/platform /app/copied-platform\n"
+        ),
+    )
+    .unwrap();
+    let dest = s.reg.reference("dfapp:multi");
+    let out = run(s.env.ocibuild().arg(&ctx).args([
+        "--platform",
+        "linux/arm64,linux/arm/v7",
+        "-t",
+        &dest,
+    ]));
+    expect_dest_lines(&out, &[&dest]);
+    let index = skopeo_inspect_raw(&dest);
+    let names: Vec<String> = index_platforms(&index)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(names, ["linux/arm64", "linux/arm/v7"]);
+    let host = ocibuild_host_platform();
+    for (platform, arch, variant, os_file) in [
+        ("linux/arm64", "arm64", None, "linux/arm64/v8\n"),
+        ("linux/arm/v7", "arm", Some("v7"), "linux/arm/v7\n"),
+    ] {
+        let env = env_of(&platform_config(&s.reg, "dfapp", &index, platform));
+        for want in [
+            format!("TP={platform}"),
+            "TO=linux".to_string(),
+            format!("TA={arch}"),
+            format!("TV={}", variant.unwrap_or("")),
+            format!("BP={host}"),
+        ] {
+            assert!(env.contains(&want), "{platform}: {want} not in {env:?}");
+        }
+        let unpacked = unpack_platform(&dest, arch, variant);
+        let root = unpacked.rootfs();
+        let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+        assert_eq!(
+            read("app/bin/app"),
+            format!("app for {arch}\n"),
+            "{platform}"
+        );
+        assert_eq!(read("app/copied-platform"), os_file, "{platform}");
+        assert_eq!(
+            read("app/build-platform"),
+            host_platform_file(),
+            "{platform}"
+        );
+        assert_eq!(read("etc/platform"), os_file, "{platform}: its own base");
+    }
+}
+
+/// `BUILDPLATFORM` as BuildKit spells it: os/arch[/variant] of the host.
+fn ocibuild_host_platform() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "linux/amd64",
+        "aarch64" => "linux/arm64",
+        other => panic!("unexpected host {other}"),
+    }
+}
+
+/// `--platform all` with a second stage: only the platforms both bases offer.
+#[test]
+fn platform_all_with_stages_takes_the_common_platforms() {
+    let s = setup_with(&PLATFORMS, MediaTypes::Oci, true);
+    let layout = s.env.work().join("tools-layout");
+    let specs: Vec<ImageSpec> = ["linux/amd64", "linux/arm/v7"]
+        .iter()
+        .map(|p| plain_base(p))
+        .collect();
+    fixture::write_index(&layout, "tools", &specs, MediaTypes::Oci);
+    let tools = s.reg.reference("tools:two");
+    push_fixture(&layout, "tools", &tools);
+    let ctx = s.env.work().join("dfctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {tools} AS tools\nFROM {}\nCOPY --from=tools /etc/platform /tools-platform\n",
+            s.base_ref
+        ),
+    )
+    .unwrap();
+    let dest = s.reg.reference("dfapp:all");
+    let out = run(s
+        .env
+        .ocibuild()
+        .arg(&ctx)
+        .args(["--platform", "all", "-t", &dest]));
+    expect_dest_lines(&out, &[&dest]);
+    let index = skopeo_inspect_raw(&dest);
+    let names: Vec<String> = index_platforms(&index)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(names, ["linux/amd64", "linux/arm/v7"]);
+    let unpacked = unpack_platform(&dest, "arm", Some("v7"));
+    assert_eq!(
+        std::fs::read_to_string(unpacked.rootfs().join("tools-platform")).unwrap(),
+        "linux/arm/v7\n"
+    );
+}
+
+/// A base whose ONBUILD trigger is a RUN cannot be built on: refused before anything is
+/// pushed, naming the trigger and the FROM line.
+#[test]
+fn base_onbuild_run_is_refused() {
+    let s = setup(&["linux/amd64", "linux/arm64"], MediaTypes::Oci);
+    let ctx = s.env.work().join("dfctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("# base with a trigger\nFROM {}\nENV A=1\n", s.base_ref),
+    )
+    .unwrap();
+    let dest = s.reg.reference("dfapp:onbuild");
+    let out = run(s.env.ocibuild().arg(&ctx).args(["-t", &dest]));
+    out.assert_failure(3, &["Dockerfile:2:", "ONBUILD", "RUN echo from-base"]);
+    assert!(!skopeo_exists(&dest), "nothing pushed");
 }

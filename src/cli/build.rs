@@ -12,6 +12,7 @@ use ocibuild::pipeline::{self, BuildOutcome, BuildSettings, PlatformRequest};
 use ocibuild::progress::Progress;
 use ocibuild::recipe::Frontend;
 use ocibuild::recipe::directory::{self, DirectoryOptions};
+use ocibuild::recipe::dockerfile::{self, DockerfileOptions};
 use ocibuild::recipe::overrides::Overrides;
 use ocibuild::registry::RegistryOptions;
 use ocibuild::sink::Destination;
@@ -31,12 +32,14 @@ Examples:
   # A private registry with a self-signed certificate
   ocibuild . --from debian:12-slim -t myregistry.com:5000/server --ca-cert ./myregistry.crt
 
-  # Print only the digest line, for scripts
-  ocibuild ./dist -q -t localhost:5000/app --digest-file app.digest
+  # From a Makefile or CI job: only the result line, plus the digest and a JSON description
+  ocibuild ./dist -q --from node:22-alpine --platform linux/amd64,linux/arm64 \\
+      -t registry.example.com/app:v1 --digest-file app.digest --metadata-file app.json
 
 Destinations (-t): host[:port]/repo[:tag], oci:<dir>[:tag], oci-archive:<file>[:tag],
 docker-archive:<file>[:ref]. stdout gets one `<dest>@sha256:<hex>` line per destination.
-Exit codes: 0 ok, 2 usage, 3 input (context/Dockerfile), 4 registry/network, 5 auth, 6 TLS, 1 other.";
+Exit codes: 0 ok, 2 usage, 3 input (context/Dockerfile), 4 registry/network, 5 auth, 6 TLS, 1 other.
+Shell completions: ocibuild completions bash|zsh|fish|powershell|elvish.";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum CompressionArg {
@@ -85,9 +88,15 @@ pub struct BuildArgs {
     #[arg(long, value_name = "K=V")]
     pub label: Vec<String>,
 
-    /// Manifest annotation (repeatable).
+    /// Manifest annotation (repeatable). Wins over the automatic ones
+    /// (org.opencontainers.image.created, .source, .revision, .base.name, .base.digest).
     #[arg(long, value_name = "K=V")]
     pub annotation: Vec<String>,
+
+    /// Do not add the org.opencontainers.image.source and .revision annotations taken from
+    /// the git checkout that holds CONTEXT (remote `origin`, credentials removed; HEAD).
+    #[arg(long = "no-provenance")]
+    pub no_provenance: bool,
 
     /// Working directory (absolute).
     #[arg(long, value_name = "DIR")]
@@ -106,7 +115,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub platform: Vec<String>,
 
-    /// Dockerfile build argument (repeatable).
+    /// Dockerfile build argument (repeatable); NAME alone takes the value from the
+    /// environment, as docker build does.
     #[arg(long = "build-arg", value_name = "K=V")]
     pub build_arg: Vec<String>,
 
@@ -170,16 +180,64 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         .map(|t| Destination::parse(t).map_err(|e| UsageError(format!("-t {t}: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
     let settings = settings(args, destinations)?;
-    let recipe = recipe(args)?;
+    let automatic = automatic_annotations(args, &settings, &progress);
+    let recipe = recipe(args, automatic)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(pipeline::build(&recipe, &settings, &progress))?;
-    report(args, &outcome)
+    report(args, &outcome, &progress)
 }
 
-fn recipe(args: &BuildArgs) -> anyhow::Result<Frontend> {
+/// `created` (from SOURCE_DATE_EPOCH, like the config's) and, unless `--no-provenance`,
+/// `source`/`revision` from git, as `K=V` strings to put before the user's `--annotation`s
+/// (the later of two equal keys wins, so the user's do).
+fn automatic_annotations(
+    args: &BuildArgs,
+    settings: &BuildSettings,
+    progress: &Progress,
+) -> Vec<String> {
+    let git = if args.no_provenance {
+        None
+    } else {
+        ocibuild::provenance::detect(&args.context)
+    };
+    if let Some(g) = &git {
+        progress.debug(format_args!(
+            "git checkout: source {}, revision {}",
+            g.url.as_deref().unwrap_or("(no remote)"),
+            g.revision.as_deref().unwrap_or("(no commit)")
+        ));
+    }
+    let created = ocibuild::image::time::rfc3339(settings.source_date_epoch);
+    ocibuild::provenance::annotations(&created, git.as_ref())
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect()
+}
+
+fn recipe(args: &BuildArgs, automatic: Vec<String>) -> anyhow::Result<Frontend> {
+    let overrides = Overrides {
+        entrypoint: args.entrypoint.clone(),
+        cmd: args.cmd.clone(),
+        env: args.env.clone(),
+        labels: args.label.clone(),
+        annotations: automatic
+            .into_iter()
+            .chain(args.annotation.clone())
+            .collect(),
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        expose: args.expose.clone(),
+    };
+    if let (Some(_), Some(from)) = (&args.file, &args.from) {
+        return Err(UsageError(format!(
+            "--from {from} is directory mode and -f is Dockerfile mode; the Dockerfile's FROM \
+             names the base (use --build-arg with an ARG to make it configurable)"
+        ))
+        .into());
+    }
     let dockerfile = args.file.clone().or_else(|| {
         if args.from.is_some() {
             return None;
@@ -189,37 +247,60 @@ fn recipe(args: &BuildArgs) -> anyhow::Result<Frontend> {
             .map(|n| args.context.join(n))
             .find(|p| p.is_file())
     });
-    if let Some(df) = dockerfile {
-        return Err(UsageError(format!(
-            "{}: Dockerfile mode is not available in this version; use directory mode \
-             (--from IMAGE, with the config flags) or remove the Dockerfile from the context",
-            df.display()
-        ))
-        .into());
+    if let Some(dockerfile) = dockerfile {
+        let opts = DockerfileOptions {
+            context: args.context.clone(),
+            dockerfile,
+            build_args: build_args(&args.build_arg)?,
+            target_stage: args.target.clone(),
+            overrides,
+        };
+        // Parse now so Dockerfile and flag mistakes are reported before any network access.
+        dockerfile::recipe(&opts, &Platform::host())?;
+        return Ok(Frontend::Dockerfile(opts));
     }
     if !args.build_arg.is_empty() || args.target.is_some() {
-        return Err(
-            UsageError("--build-arg and --target only apply to a Dockerfile build".into()).into(),
-        );
+        return Err(UsageError(format!(
+            "--build-arg and --target only apply to a Dockerfile build, and there is no \
+             Dockerfile or Containerfile in {}{}",
+            args.context.display(),
+            if args.from.is_some() {
+                " (and --from selects directory mode)"
+            } else {
+                ""
+            }
+        ))
+        .into());
     }
     let opts = DirectoryOptions {
         context: args.context.clone(),
         from: args.from.clone(),
         dest: args.dest.clone(),
-        overrides: Overrides {
-            entrypoint: args.entrypoint.clone(),
-            cmd: args.cmd.clone(),
-            env: args.env.clone(),
-            labels: args.label.clone(),
-            annotations: args.annotation.clone(),
-            workdir: args.workdir.clone(),
-            user: args.user.clone(),
-            expose: args.expose.clone(),
-        },
+        overrides,
     };
     // Validate now so flag mistakes are reported before any network access.
     directory::recipe(&opts)?;
     Ok(Frontend::Directory(opts))
+}
+
+/// `--build-arg K=V`, or `K` alone to take the value from the environment (Docker's rule;
+/// an unset variable leaves the ARG's default).
+fn build_args(raw: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for a in raw {
+        let (k, v) = match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => match std::env::var(a) {
+                Ok(v) => (a.clone(), v),
+                Err(_) => continue,
+            },
+        };
+        if k.is_empty() {
+            return Err(UsageError(format!("--build-arg {a:?}: expected NAME=VALUE")).into());
+        }
+        out.push((k, v));
+    }
+    Ok(out)
 }
 
 fn settings(args: &BuildArgs, destinations: Vec<Destination>) -> anyhow::Result<BuildSettings> {
@@ -271,18 +352,16 @@ fn settings(args: &BuildArgs, destinations: Vec<Destination>) -> anyhow::Result<
     })
 }
 
-fn report(args: &BuildArgs, outcome: &BuildOutcome) -> anyhow::Result<()> {
-    for d in &outcome.destinations {
-        output::print_line(&format!("{}@{}", d.destination, d.digest));
-    }
+fn report(args: &BuildArgs, outcome: &BuildOutcome, progress: &Progress) -> anyhow::Result<()> {
     if let Some(path) = &args.digest_file {
-        std::fs::write(path, outcome.digest.as_str())
-            .with_context(|| format!("cannot write --digest-file {}", path.display()))?;
+        output::write_file("--digest-file", path, &output::digest_file(outcome))?;
     }
     if let Some(path) = &args.metadata_file {
-        let json = output::metadata(outcome);
-        std::fs::write(path, json)
-            .with_context(|| format!("cannot write --metadata-file {}", path.display()))?;
+        output::write_file("--metadata-file", path, &output::metadata(outcome))?;
+    }
+    progress.summary(output::summary(outcome, progress.elapsed()));
+    for d in &outcome.destinations {
+        output::print_line(&format!("{}@{}", d.destination, d.digest));
     }
     Ok(())
 }

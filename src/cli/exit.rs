@@ -40,13 +40,16 @@ pub fn classify(err: &anyhow::Error) -> ExitCode {
         if let Some(e) = cause.downcast_ref::<PipelineError>() {
             match e {
                 PipelineError::Recipe(_)
+                | PipelineError::Copy { .. }
                 | PipelineError::Layer(_)
                 | PipelineError::Rootfs(_)
                 | PipelineError::Platform { .. } => {
                     return ExitCode::Input;
                 }
                 PipelineError::Image(_) => return ExitCode::Input,
-                PipelineError::Registry(r) => return registry_code(r),
+                PipelineError::Registry(r) | PipelineError::Download { cause: r, .. } => {
+                    return registry_code(r);
+                }
                 // `#[error(transparent)]` skips the wrapped error in `source()`, so the
                 // nested cases are matched by structure, not found by walking the chain.
                 PipelineError::Sink(SinkError::Registry(r)) => return registry_code(r),

@@ -2,7 +2,9 @@
 //! the library does the work; this parses, calls, and prints.
 
 pub mod build;
+pub mod completions;
 pub mod exit;
+pub mod login;
 pub mod output;
 
 use clap::{Parser, Subcommand};
@@ -27,10 +29,19 @@ pub struct Cli {
 pub enum Command {
     /// Build CONTEXT and write the image to every -t destination (the default command).
     Build(Box<build::BuildArgs>),
+    /// Check credentials for REGISTRY and store them in $DOCKER_CONFIG/config.json.
+    Login(login::LoginArgs),
+    /// Remove the stored credentials for REGISTRY.
+    Logout(login::LogoutArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) on stdout.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff) on stdout: `ocibuild man > ocibuild.1`.
+    #[command(hide = true)]
+    Man,
 }
 
 /// Names that select a subcommand; anything else is a build (`ocibuild . -t …`).
-const SUBCOMMANDS: &[&str] = &["build", "help"];
+const SUBCOMMANDS: &[&str] = &["build", "help", "login", "logout", "completions", "man"];
 
 /// Inserts the implicit `build` subcommand so `ocibuild [OPTIONS] <CONTEXT>` works.
 pub fn with_default_subcommand(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {

@@ -21,4 +21,22 @@ pub enum ContextError {
     Unsupported { path: PathBuf, reason: String },
     #[error("{path}: file name is not valid UTF-8; rename it")]
     NonUtf8 { path: PathBuf },
+    #[error("{path}: {reason}")]
+    Ignore { path: PathBuf, reason: String },
+    #[error("--chown: cannot resolve {name:?}: {reason}")]
+    Owner { name: String, reason: String },
+    #[error("source {name:?} is outside the build context: {reason}")]
+    SourceOutside { name: String, reason: String },
+    #[error("source {name:?} not found in the build context (or excluded by .dockerignore)")]
+    SourceMissing { name: String },
+    #[error("source {pattern:?}: {reason}")]
+    BadPattern { pattern: String, reason: String },
+    #[error("ADD {path}: {reason}")]
+    Archive { path: PathBuf, reason: String },
+    #[error("destination {dest:?}: {reason}")]
+    Dest { dest: String, reason: String },
+    #[error(
+        "ADD {url}: remote ADD is not supported; download the file in your build step and COPY it"
+    )]
+    Remote { url: String },
 }

@@ -28,6 +28,9 @@ pub enum ConfigEdit {
     Healthcheck(Value),
     Shell(Vec<String>),
     OnBuild(String),
+    /// Drops the base's ONBUILD triggers once they have run: Docker does not pass them on
+    /// to the grandchild image.
+    ClearOnBuild,
     /// Top-level `author` (MAINTAINER).
     Author(String),
 }
@@ -143,6 +146,9 @@ fn apply_one(cfg: &mut Value, edit: &ConfigEdit, cmd_set: &mut bool) -> Result<(
             if let Some(a) = list.as_array_mut() {
                 a.push(json!(o));
             }
+        }
+        ConfigEdit::ClearOnBuild => {
+            c.remove("OnBuild");
         }
         ConfigEdit::Author(_) => {}
     }

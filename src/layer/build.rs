@@ -13,9 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
 
-use super::compress::{Codec, MemberCache};
+use super::compress::MemberCache;
+use super::stat_index::StatIndex;
 use super::tar_writer::{self, TarSink};
-use super::{BlobCache, LayerError, LayerSpec};
+use super::{BlobCache, Codec, LayerError, LayerSpec};
 use crate::image::Digest;
 
 /// Members are cut at an entry boundary once they hold at least this much…
@@ -38,8 +39,12 @@ pub struct BuiltLayer {
     /// Size of the uncompressed tar.
     pub tar_size: u64,
     pub path: PathBuf,
+    /// Gzip members (zstd frames) in the blob.
     pub members: usize,
+    /// Members taken from the member cache (or all of them, when `unchanged`).
     pub members_reused: usize,
+    /// Returned by the stat index: no source file changed, nothing was read or compressed.
+    pub unchanged: bool,
 }
 
 /// Builds layers into a [`BlobCache`].
@@ -63,7 +68,21 @@ struct Member {
 type MemberResult = (usize, Result<(Vec<u8>, bool), LayerError>);
 
 impl LayerBuilder {
+    /// Builds `spec` into the cache: straight from the stat index when no source changed
+    /// (nothing read, nothing compressed), else from the tar stream, reusing cached members.
     pub fn build(&self, spec: &LayerSpec) -> Result<BuiltLayer, LayerError> {
+        let index = StatIndex::open(&self.cache, spec, self.codec, self.mtime, self.jobs);
+        if self.reuse
+            && let Some(hit) = index.lookup()
+        {
+            return Ok(hit);
+        }
+        let built = self.build_stream(spec)?;
+        index.record(&built);
+        Ok(built)
+    }
+
+    fn build_stream(&self, spec: &LayerSpec) -> Result<BuiltLayer, LayerError> {
         let jobs = self.jobs.max(1);
         let in_flight = jobs * 2 + 2;
         let (work_tx, work_rx) = mpsc::sync_channel::<Member>(jobs);
@@ -127,6 +146,7 @@ impl LayerBuilder {
                 path,
                 members: next_index,
                 members_reused: reused,
+                unchanged: false,
             })
         })
     }

@@ -1,5 +1,5 @@
-//! Compression of one member (an independent gzip member or zstd frame), and the member
-//! cache that lets an unchanged member be reused instead of recompressed.
+//! The member cache: an unchanged member (same uncompressed bytes, same codec) is reused
+//! instead of recompressed. Compression itself is in [`super::codec`].
 //!
 //! A layer blob is the concatenation of members; gzip readers (RFC 1952 §2.2) and zstd
 //! readers (RFC 8878 §3.1) both treat a concatenation as one stream, so splitting costs
@@ -8,67 +8,19 @@
 use std::fs;
 use std::io::Write;
 
-use flate2::Compression as GzLevel;
-use flate2::write::GzEncoder;
 use sha2::{Digest as _, Sha256};
 
-use super::{BlobCache, LayerError};
-use crate::image::media::Compression;
+use super::{BlobCache, Codec, LayerError};
 
-/// How members are compressed: algorithm and level.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Codec {
-    pub compression: Compression,
-    pub level: u32,
-}
-
-impl Codec {
-    /// Levels: gzip 1–9 (default 1: the tar is compressed once, pulled many times, but on
-    /// two cores level 1 is ~3× faster than 6 for ~10 % more bytes); zstd 1–19 (default 3).
-    pub fn new(compression: Compression, level: Option<u32>) -> Codec {
-        let level = match compression {
-            Compression::Gzip => level.unwrap_or(1).clamp(1, 9),
-            Compression::Zstd => level.unwrap_or(3).clamp(1, 19),
-        };
-        Codec { compression, level }
-    }
-
-    fn tag(&self) -> String {
-        match self.compression {
-            Compression::Gzip => format!("gzip{}", self.level),
-            Compression::Zstd => format!("zstd{}", self.level),
-        }
-    }
-
-    /// Compresses one member.
-    pub fn compress(&self, data: &[u8]) -> Result<Vec<u8>, LayerError> {
-        let io = |e: std::io::Error| LayerError::Entry {
-            path: "<compression>".into(),
-            reason: e.to_string(),
-        };
-        match self.compression {
-            Compression::Gzip => {
-                // flate2 writes a fixed header (mtime 0, no name, OS 255), so the same input
-                // always gives the same bytes.
-                let mut enc = GzEncoder::new(
-                    Vec::with_capacity(data.len() / 3 + 64),
-                    GzLevel::new(self.level),
-                );
-                enc.write_all(data).map_err(io)?;
-                enc.finish().map_err(io)
-            }
-            Compression::Zstd => Err(LayerError::Entry {
-                path: "<compression>".into(),
-                reason: "zstd compression is not available in this build; use --compression gzip"
-                    .into(),
-            }),
-        }
-    }
-}
+/// Record header: magic, CRC-32 and length of the compressed bytes that follow.
+const HEADER: usize = 16;
+const MAGIC: &[u8; 4] = b"OCM1";
 
 /// Cache of compressed members keyed by the SHA-256 of their uncompressed bytes and the codec.
-/// Each record starts with the SHA-256 of the compressed bytes that follow, so a damaged
-/// record is detected (and recompressed) rather than pushed.
+/// Each record starts with the CRC-32 and length of the compressed bytes that follow, so a
+/// damaged or truncated record is detected (and recompressed) rather than pushed. (A CRC,
+/// not a SHA-256: this guards against damage, and costs ~1 % of hashing; the key is what
+/// must be collision-resistant.)
 pub struct MemberCache<'a> {
     cache: &'a BlobCache,
     codec: Codec,
@@ -92,9 +44,10 @@ impl<'a> MemberCache<'a> {
         }
         let key = format!("{}-{}", hex::encode(Sha256::digest(data)), self.codec.tag());
         let path = self.cache.meta_path("members", &key);
-        if let Ok(record) = fs::read(&path) {
-            if record.len() >= 32 && Sha256::digest(&record[32..]).as_slice() == &record[..32] {
-                return Ok((record[32..].to_vec(), true));
+        if let Ok(mut record) = fs::read(&path) {
+            if record.len() >= HEADER && record[..HEADER] == header(&record[HEADER..]) {
+                record.drain(..HEADER);
+                return Ok((record, true));
             }
             // Damaged record: drop it and recompress below.
             let _ = fs::remove_file(&path);
@@ -113,17 +66,25 @@ impl<'a> MemberCache<'a> {
         let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) else {
             return;
         };
-        let ok =
-            tmp.write_all(&Sha256::digest(compressed)).is_ok() && tmp.write_all(compressed).is_ok();
+        let ok = tmp.write_all(&header(compressed)).is_ok() && tmp.write_all(compressed).is_ok();
         if ok {
             let _ = tmp.persist(path);
         }
     }
 }
 
+fn header(compressed: &[u8]) -> [u8; HEADER] {
+    let mut h = [0u8; HEADER];
+    h[..4].copy_from_slice(MAGIC);
+    h[4..8].copy_from_slice(&libdeflater::crc32(compressed).to_le_bytes());
+    h[8..].copy_from_slice(&(compressed.len() as u64).to_le_bytes());
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::media::Compression;
     use std::io::Read;
 
     #[test]

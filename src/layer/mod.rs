@@ -3,13 +3,15 @@
 
 pub mod build;
 pub mod cache;
+pub mod codec;
 pub mod compress;
 pub mod entry;
 pub mod error;
+pub mod stat_index;
 pub mod tar_writer;
 
 pub use build::{BuiltLayer, LayerBuilder};
 pub use cache::BlobCache;
-pub use compress::Codec;
+pub use codec::Codec;
 pub use entry::{EntryKind, LayerEntry, LayerSpec};
 pub use error::LayerError;

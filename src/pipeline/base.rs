@@ -1,12 +1,15 @@
 //! Resolving base images to a manifest + config per target platform. Only the manifest
 //! and the config are fetched; base layers stay in their registry until a sink needs them.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 use super::{PipelineError, PlatformRequest};
 use crate::image::manifest::AnyManifest;
 use crate::image::{ImageManifest, MediaFamily, Platform, Reference, config, media};
 use crate::progress::Progress;
+use crate::recipe::BaseInfo;
 use crate::registry::Registries;
 use crate::sink::{Blob, BlobSource, BuiltImage};
 
@@ -145,6 +148,50 @@ pub async fn resolve(
     }
 }
 
+/// `--platform all` with several stages: keeps the platforms of `bases` that every image
+/// in `others` (the other stages' bases) also offers. A single-platform image constrains
+/// nothing: like Docker, it is used as it is for every target (a builder stage).
+pub async fn common_platforms(
+    bases: Vec<ResolvedBase>,
+    others: &[Reference],
+    registries: &Registries,
+    progress: &Progress,
+) -> Result<Vec<ResolvedBase>, PipelineError> {
+    let mut kept = bases;
+    for other in others {
+        let fetched = registries.fetch_manifest(other).await?;
+        let AnyManifest::Index(index) =
+            AnyManifest::parse(&fetched.bytes, Some(&fetched.media_type))?
+        else {
+            continue;
+        };
+        let offered: Vec<(Platform, ())> = index
+            .platforms()
+            .into_iter()
+            .map(|(p, _)| (p, ()))
+            .collect();
+        let before: Vec<String> = kept.iter().map(|b| b.platform.to_string()).collect();
+        kept.retain(|b| b.platform.best_match(&offered).is_some());
+        if kept.is_empty() {
+            return Err(PipelineError::Platform {
+                base: other.to_string(),
+                reason: format!(
+                    "offers {}, none of which the final stage's base has ({}); list the platforms with --platform",
+                    list(offered.iter().map(|(p, _)| p)),
+                    before.join(", ")
+                ),
+            });
+        }
+        if kept.len() < before.len() {
+            progress.info(format_args!(
+                "--platform all: {other} narrows the platforms to {}",
+                list(kept.iter().map(|b| &b.platform))
+            ));
+        }
+    }
+    Ok(kept)
+}
+
 fn single_platform(
     base: &Reference,
     resolved: ResolvedBase,
@@ -228,5 +275,71 @@ fn list<'a>(ps: impl Iterator<Item = &'a Platform>) -> String {
         "no platforms".into()
     } else {
         v.join(", ")
+    }
+}
+
+/// Bases resolved in this run, by reference and platform: a stage base, a `COPY --from`
+/// image and the configs the Dockerfile front end asks for are fetched once.
+#[derive(Default)]
+pub struct BaseCache {
+    resolved: tokio::sync::Mutex<HashMap<(String, String), ResolvedBase>>,
+}
+
+impl BaseCache {
+    fn key(r: &Reference, platform: &Platform) -> (String, String) {
+        (r.to_string(), platform.to_string())
+    }
+
+    /// Records a base resolved elsewhere (the root base of a platform).
+    pub async fn insert(&self, r: &Reference, platform: &Platform, base: ResolvedBase) {
+        self.resolved
+            .lock()
+            .await
+            .insert(Self::key(r, platform), base);
+    }
+
+    /// `r` resolved for `platform` (a single-platform image is taken as it is, as Docker
+    /// does for a builder stage).
+    pub async fn get(
+        &self,
+        r: &Reference,
+        platform: &Platform,
+        registries: &Registries,
+        progress: &Progress,
+    ) -> Result<ResolvedBase, PipelineError> {
+        let key = Self::key(r, platform);
+        if let Some(b) = self.resolved.lock().await.get(&key) {
+            return Ok(b.clone());
+        }
+        let mut v = resolve(
+            Some(r),
+            &PlatformRequest::Prefer(platform.clone()),
+            registries,
+            progress,
+        )
+        .await?;
+        let b = v
+            .pop()
+            .ok_or_else(|| PipelineError::Internal(format!("{r} resolved to nothing")))?;
+        self.resolved.lock().await.insert(key, b.clone());
+        Ok(b)
+    }
+}
+
+/// Base configs fetched for the Dockerfile front end, keyed like [`BaseCache`].
+#[derive(Default)]
+pub struct KnownConfigs {
+    configs: HashMap<(String, String), Value>,
+}
+
+impl KnownConfigs {
+    pub fn insert(&mut self, r: &Reference, platform: &Platform, config: Value) {
+        self.configs.insert(BaseCache::key(r, platform), config);
+    }
+}
+
+impl BaseInfo for KnownConfigs {
+    fn config(&self, image: &Reference, platform: &Platform) -> Option<Value> {
+        self.configs.get(&BaseCache::key(image, platform)).cloned()
     }
 }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use crate::image::{Digest, Platform, Reference};
 use crate::layer::{BlobCache, Codec, LayerBuilder, LayerSpec};
 use crate::progress::Progress;
-use crate::recipe::{Base, Frontend, Step};
+use crate::recipe::{Base, Frontend, NoBaseInfo, Step};
 use crate::registry::{Registries, RegistryOptions};
 use crate::sink::{self, Artifact, Delivery, Destination};
 
@@ -73,11 +73,20 @@ pub async fn build(
     progress: &Progress,
 ) -> Result<BuildOutcome, PipelineError> {
     let host = Platform::host();
-    let probe = frontend.recipe_for(&host)?;
-    let root = match probe.root_of_final() {
-        Some((_, Base::Image(r))) => Some(r.clone()),
-        Some((_, _)) => None,
+    // The host recipe, made before any base is known, gives the root base and the context
+    // layers to build while the bases resolve; each platform's recipe is made again below
+    // with its bases' configs.
+    let probe = frontend.recipe_for(&host, &NoBaseInfo)?;
+    let (root, root_platform) = match probe.root_of_final() {
+        Some((i, Base::Image(r))) => (Some(r.clone()), probe.stages[i].platform.clone()),
+        Some((i, _)) => (None, probe.stages[i].platform.clone()),
         None => return Err(PipelineError::Internal("the recipe has no stage".into())),
+    };
+    // `FROM --platform=…` on the final stage's root pins its base unless --platform asks
+    // for something else.
+    let request = match (&settings.platforms, root_platform) {
+        (PlatformRequest::Host, Some(p)) => PlatformRequest::Prefer(p),
+        (r, _) => r.clone(),
     };
     let registries = Registries::new(settings.registry.clone(), progress.clone())?;
     let cache = BlobCache::open(&settings.cache_dir)?;
@@ -110,16 +119,27 @@ pub async fn build(
             Ok::<(), PipelineError>(())
         })
     };
-    let bases = base::resolve(root.as_ref(), &settings.platforms, &registries, progress).await;
+    let bases = base::resolve(root.as_ref(), &request, &registries, progress).await;
     let prebuilt = prebuild
         .await
         .map_err(|e| PipelineError::Internal(format!("layer task failed: {e}")))?;
     // A context error is the more useful one to report when both fail.
     prebuilt?;
-    let bases = bases?;
+    let mut bases = bases?;
+    if request == PlatformRequest::All {
+        bases = base::common_platforms(
+            bases,
+            &other_bases(&probe, root.as_ref()),
+            &registries,
+            progress,
+        )
+        .await?;
+    }
 
+    let resolved = base::BaseCache::default();
     let cx = stages::StageContext {
         registries: &registries,
+        bases: &resolved,
         cache: &cache,
         builder: &builder,
         memo: &memo,
@@ -129,11 +149,17 @@ pub async fn build(
     };
     let mut images = Vec::new();
     for b in &bases {
-        let recipe = if b.platform == host {
-            probe.clone()
-        } else {
-            frontend.recipe_for(&b.platform)?
-        };
+        let mut known = base::KnownConfigs::default();
+        for (r, p) in frontend.base_images(&b.platform)? {
+            let cfg = if Some(&r) == root.as_ref() && p == b.platform {
+                resolved.insert(&r, &p, b.clone()).await;
+                b.config.clone()
+            } else {
+                resolved.get(&r, &p, &registries, progress).await?.config
+            };
+            known.insert(&r, &p, cfg);
+        }
+        let recipe = frontend.recipe_for(&b.platform, &known)?;
         let image = stages::build_platform(&recipe, b, &cx).await?;
         progress.debug(format_args!(
             "{} manifest {}",
@@ -166,6 +192,23 @@ pub async fn build(
             .collect(),
         destinations,
     })
+}
+
+/// The images other needed stages start from (without a `FROM --platform` of their own),
+/// which `--platform all` must find in every platform it builds.
+fn other_bases(recipe: &crate::recipe::Recipe, root: Option<&Reference>) -> Vec<Reference> {
+    let mut out: Vec<Reference> = Vec::new();
+    for i in recipe.needed_stages() {
+        let stage = &recipe.stages[i];
+        if let Base::Image(r) = &stage.base
+            && stage.platform.is_none()
+            && Some(r) != root
+            && !out.contains(r)
+        {
+            out.push(r.clone());
+        }
+    }
+    out
 }
 
 /// Writes the artifact to every destination. All registry destinations go in one push so

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::base::{self, ResolvedBase};
-use super::{PipelineError, PlatformRequest, assemble, copy};
+use super::{PipelineError, assemble, copy};
 use crate::image::{Platform, time};
 use crate::layer::{BlobCache, BuiltLayer, LayerBuilder, LayerSpec};
 use crate::progress::{Progress, human_bytes};
@@ -67,6 +67,7 @@ impl LayerMemo {
 /// What building a platform needs from the run.
 pub struct StageContext<'a> {
     pub registries: &'a Registries,
+    pub bases: &'a base::BaseCache,
     pub cache: &'a BlobCache,
     pub builder: &'a LayerBuilder,
     pub memo: &'a LayerMemo,
@@ -92,7 +93,10 @@ pub async fn build_platform(
         let base = match &stage.base {
             _ if i == root_index => root_base.clone(),
             Base::Scratch => ResolvedBase::scratch(&platform),
-            Base::Image(r) => resolve_one(r, &platform, cx).await?,
+            Base::Image(r) => {
+                let p = stage.platform.as_ref().unwrap_or(&platform);
+                cx.bases.get(r, p, cx.registries, cx.progress).await?
+            }
             Base::Stage(j) => done.get(j).map(|(_, b)| b.clone()).ok_or_else(|| {
                 PipelineError::Internal(format!("stage {j} was not built before stage {i}"))
             })?,
@@ -121,22 +125,6 @@ pub async fn build_platform(
     last.ok_or_else(|| PipelineError::Internal("no stage built".into()))
 }
 
-async fn resolve_one(
-    r: &crate::image::Reference,
-    platform: &Platform,
-    cx: &StageContext<'_>,
-) -> Result<ResolvedBase, PipelineError> {
-    let mut v = base::resolve(
-        Some(r),
-        &PlatformRequest::Prefer(platform.clone()),
-        cx.registries,
-        cx.progress,
-    )
-    .await?;
-    v.pop()
-        .ok_or_else(|| PipelineError::Internal(format!("{r} resolved to nothing")))
-}
-
 /// Turns every step into a `Layer` or `Config` step, building layers as it goes.
 async fn resolve_steps(
     recipe: &Recipe,
@@ -159,29 +147,50 @@ async fn resolve_steps(
                 // Owner names are looked up in this stage's filesystem as built so far.
                 let owner = match &c.owner {
                     None => None,
-                    Some(o @ crate::recipe::Owner::Ids { .. }) => Some(copy::owner_ids(o, None)?),
+                    Some(o @ crate::recipe::Owner::Ids { .. }) => {
+                        Some(copy::owner_ids(o, None, &c.created_by)?)
+                    }
                     Some(o) => {
                         let so_far = partial(base, &out, &layers, cx)?;
                         let dir = copy::materialize(&so_far, cx.registries, cx.cache, cx.progress)
                             .await?;
-                        Some(copy::owner_ids(o, Some(dir.path()))?)
+                        Some(copy::owner_ids(o, Some(dir.path()), &c.created_by)?)
                     }
                 };
-                let spec = match &c.source {
-                    CopySource::Context => copy::resolve(&recipe.context, c, owner)?,
+                // The layer's sources point into the materialized filesystem, so it lives
+                // until the layer is built.
+                let (spec, _rootfs) = match &c.source {
+                    CopySource::Context => (
+                        copy::resolve(&recipe.context, recipe.dockerfile.as_deref(), c, owner)?,
+                        None,
+                    ),
                     CopySource::Stage(j) => {
                         let (_, src) = done.get(j).ok_or_else(|| {
                             PipelineError::Internal(format!("stage {j} not built (step {n})"))
                         })?;
                         let dir =
                             copy::materialize(src, cx.registries, cx.cache, cx.progress).await?;
-                        copy::resolve(dir.path(), c, owner)?
+                        (copy::resolve(dir.path(), None, c, owner)?, Some(dir))
+                    }
+                    CopySource::Url { checksum } => {
+                        let (dir, local) = copy::download(
+                            c,
+                            checksum.as_ref(),
+                            cx.registries,
+                            cx.cache,
+                            cx.progress,
+                        )
+                        .await?;
+                        (copy::resolve(dir.path(), None, &local, owner)?, Some(dir))
                     }
                     CopySource::Image(r) => {
-                        let src = resolve_one(r, platform, cx).await?;
+                        let src = cx
+                            .bases
+                            .get(r, platform, cx.registries, cx.progress)
+                            .await?;
                         let dir =
                             copy::materialize(&src, cx.registries, cx.cache, cx.progress).await?;
-                        copy::resolve(dir.path(), c, owner)?
+                        (copy::resolve(dir.path(), None, c, owner)?, Some(dir))
                     }
                 };
                 layers.push(cx.memo.build(cx.builder, &spec, cx.progress).await?);

@@ -48,8 +48,10 @@ pub fn recipe(opts: &DirectoryOptions) -> Result<Recipe, RecipeError> {
             name: None,
             base,
             steps,
+            platform: None,
         }],
         context: opts.context.clone(),
+        dockerfile: None,
         annotations: opts.overrides.annotations()?,
     })
 }

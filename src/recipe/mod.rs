@@ -6,6 +6,7 @@
 //! once thanks to the layer cache.
 
 pub mod directory;
+pub mod dockerfile;
 pub mod error;
 pub mod overrides;
 
@@ -15,6 +16,7 @@ use crate::image::Reference;
 use crate::image::config::ConfigEdit;
 use crate::layer::LayerSpec;
 
+pub use dockerfile::{BaseInfo, NoBaseInfo};
 pub use error::RecipeError;
 
 /// Where a stage starts from.
@@ -54,6 +56,11 @@ pub enum CopySource {
     Stage(usize),
     /// The root filesystem of an image (resolved for the target platform).
     Image(Reference),
+    /// `ADD <url>`: the sources are http(s) URLs, downloaded at build time (not
+    /// extracted, mode 0600); `checksum` is `ADD --checksum`.
+    Url {
+        checksum: Option<crate::image::Digest>,
+    },
 }
 
 /// Owner for copied files: numeric ids, or names to look up in the stage's passwd/group.
@@ -98,6 +105,9 @@ pub struct Stage {
     pub name: Option<String>,
     pub base: Base,
     pub steps: Vec<Step>,
+    /// `FROM --platform=…`: the platform this stage's base is resolved for (None: the
+    /// target platform).
+    pub platform: Option<crate::image::Platform>,
 }
 
 /// A whole build plan. The image produced is the last stage's (after `--target`).
@@ -108,6 +118,9 @@ pub struct Recipe {
     pub stages: Vec<Stage>,
     /// The build context directory (source root for `CopySource::Context`).
     pub context: std::path::PathBuf,
+    /// The Dockerfile, whose `<Dockerfile>.dockerignore` wins over the context's
+    /// `.dockerignore` for deferred context copies (None in directory mode).
+    pub dockerfile: Option<std::path::PathBuf>,
     /// Manifest annotations (`--annotation`).
     pub annotations: BTreeMap<String, String>,
 }
@@ -117,12 +130,32 @@ pub struct Recipe {
 #[derive(Clone, Debug)]
 pub enum Frontend {
     Directory(directory::DirectoryOptions),
+    Dockerfile(dockerfile::DockerfileOptions),
 }
 
 impl Frontend {
-    pub fn recipe_for(&self, _platform: &crate::image::Platform) -> Result<Recipe, RecipeError> {
+    /// The recipe for `platform`, with what is known about the base images (Dockerfile
+    /// semantics depend on the base's Env, WorkingDir, User, Shell and ONBUILD).
+    pub fn recipe_for(
+        &self,
+        platform: &crate::image::Platform,
+        bases: &dyn BaseInfo,
+    ) -> Result<Recipe, RecipeError> {
         match self {
             Frontend::Directory(opts) => directory::recipe(opts),
+            Frontend::Dockerfile(opts) => dockerfile::recipe_with(opts, platform, bases),
+        }
+    }
+
+    /// The base images whose configs [`Frontend::recipe_for`] wants for `platform`, each
+    /// with the platform to resolve it for (`FROM --platform` can differ from the target).
+    pub fn base_images(
+        &self,
+        platform: &crate::image::Platform,
+    ) -> Result<Vec<(Reference, crate::image::Platform)>, RecipeError> {
+        match self {
+            Frontend::Directory(_) => Ok(Vec::new()),
+            Frontend::Dockerfile(opts) => dockerfile::base_images(opts, platform),
         }
     }
 }

@@ -1,61 +1,92 @@
-//! Who may do what on a host: tokens obtained once per repository and operation, the
-//! two-scope token for cross-repository mounts, credential checks (including `login`), and
-//! the rule that credentials never travel in clear text to a non-loopback host.
+//! Who may do what on a host: bearer tokens per repository and operation (obtained once,
+//! refreshed before they expire), the two-scope token for cross-repository mounts,
+//! credential checks (including `login`), and the rule that credentials never travel in
+//! clear text to a non-loopback host.
+//!
+//! Token requests follow Docker's token spec (`docs/spec/auth/token.md`): `GET <realm>?
+//! service=…&scope=repository:<name>:pull[,push]`, Basic credentials when we have them
+//! (anonymous otherwise), answer `token` or `access_token` with `expires_in` (60 s when
+//! absent).
 
-use oci_client::RegistryOperation;
-use oci_client::secrets::RegistryAuth;
-use oci_client::token_cache::{RegistryToken, RegistryTokenType};
+use std::time::{Duration, Instant};
+
+use reqwest::header::HeaderValue;
+use serde::Deserialize;
 
 use super::RegistryError;
 use super::challenge::Challenge;
 use super::classify::{self, Context};
-use super::client::{Host, url_host};
+use super::client::Host;
 use super::probe::Scheme;
+use super::wire::{basic, bearer};
 use crate::image::reference::is_loopback_host;
 
+/// A bearer token and when to stop using it.
+#[derive(Clone)]
+pub struct Token {
+    value: String,
+    /// Refresh after this (a margin before the token's real expiry).
+    stale_at: Instant,
+}
+
+impl Token {
+    fn fresh(&self) -> bool {
+        Instant::now() < self.stale_at
+    }
+}
+
+/// Docker's token spec: a token without `expires_in` lasts 60 seconds.
+const DEFAULT_TOKEN_TTL: u64 = 60;
+
+#[derive(Deserialize)]
+struct TokenReply {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+    #[serde(default)]
+    expires_in: Option<u64>,
+}
+
+fn scope(repo: &str, push: bool) -> String {
+    if push {
+        format!("repository:{repo}:pull,push")
+    } else {
+        format!("repository:{repo}:pull")
+    }
+}
+
+fn key(repo: &str, push: bool) -> String {
+    format!("{repo}\u{0}{push}")
+}
+
 impl Host {
-    /// Gets the token for `r`'s repository and `op` once; later requests reuse oci-client's
-    /// token cache. Push tokens (scope `pull,push`) also serve pulls of that repository.
-    pub async fn authorize(
-        &self,
-        r: &oci_client::Reference,
-        op: RegistryOperation,
-    ) -> Result<(), RegistryError> {
-        if self.challenge == Challenge::None {
+    /// Makes sure a token for `repo` and pull/push was requested once; a refusal is kept,
+    /// so a wrong password fails once per repository instead of once per blob. Push tokens
+    /// (scope `pull,push`) also serve pulls of that repository.
+    pub async fn authorize(&self, repo: &str, push: bool) -> Result<(), RegistryError> {
+        if !matches!(self.challenge, Challenge::Bearer { .. }) {
             return Ok(());
         }
-        let push = op == RegistryOperation::Push;
         let cell = {
             let mut map = self.authorized.lock().unwrap_or_else(|p| p.into_inner());
-            // A granted push token already serves pulls (installed in `get_or_try_init`).
-            let repo = r.repository().to_string();
             if !push
-                && let Some(pushed) = map.get(&(repo.clone(), true))
+                && let Some(pushed) = map.get(&(repo.to_string(), true))
                 && matches!(pushed.get(), Some(Ok(())))
             {
                 return Ok(());
             }
-            map.entry((repo, push)).or_default().clone()
+            map.entry((repo.to_string(), push)).or_default().clone()
         };
-        let subject = format!("{}/{}", self.name, r.repository());
         let outcome = cell
             .get_or_try_init(|| async {
-                match self.client.auth(r, &self.auth, op).await {
-                    Ok(Some(token)) => {
-                        if push {
-                            let t = RegistryTokenType::Bearer(RegistryToken::Token { token });
-                            self.client
-                                .tokens
-                                .insert(r, RegistryOperation::Pull, t)
-                                .await;
-                        }
+                match self.fetch_token(&[scope(repo, push)]).await {
+                    Ok(token) => {
+                        self.store_token(repo, push, token);
                         Ok(Ok(()))
                     }
-                    Ok(None) => Ok(Ok(())),
-                    Err(e) => match self.error(e, &subject) {
-                        RegistryError::Auth { reason, .. } => Ok(Err(reason)),
-                        other => Err(other),
-                    },
+                    Err(RegistryError::Auth { reason, .. }) => Ok(Err(reason)),
+                    Err(other) => Err(other),
                 }
             })
             .await?;
@@ -65,63 +96,135 @@ impl Host {
         })
     }
 
-    /// For a cross-repository mount the push token must also grant `pull` on the source
-    /// (docker/distribution `docs/spec/auth/scope.md`; oci-client only asks for the target's
-    /// scope). Fetches a token with both scopes and installs it as `target`'s push token.
-    /// Best effort: without it the registry just refuses the mount and we upload.
-    pub async fn widen_for_mount(&self, target: &oci_client::Reference, source_repo: &str) {
+    /// The `Authorization` header for a request on `repo`: a bearer token, Basic
+    /// credentials, or none (anonymous).
+    pub(super) async fn auth_header(
+        &self,
+        repo: &str,
+        push: bool,
+    ) -> Result<Option<HeaderValue>, RegistryError> {
+        match &self.challenge {
+            Challenge::None => Ok(None),
+            Challenge::Basic => Ok(self.credential.as_ref().and_then(|(u, p)| basic(u, p))),
+            Challenge::Bearer { .. } => Ok(bearer(&self.token_for(repo, push).await?)),
+        }
+    }
+
+    fn cached_token(&self, repo: &str, push: bool) -> Option<String> {
+        let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys = vec![key(repo, true)];
+        if !push {
+            keys.insert(0, key(repo, false));
+        }
+        keys.iter()
+            .filter_map(|k| tokens.get(k))
+            .find(|t| t.fresh())
+            .map(|t| t.value.clone())
+    }
+
+    fn store_token(&self, repo: &str, push: bool, token: Token) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key(repo, push), token);
+    }
+
+    async fn token_for(&self, repo: &str, push: bool) -> Result<String, RegistryError> {
+        if let Some(t) = self.cached_token(repo, push) {
+            return Ok(t);
+        }
+        self.authorize(repo, push).await?;
+        if let Some(t) = self.cached_token(repo, push) {
+            return Ok(t);
+        }
+        // Granted earlier, but the token has (nearly) expired: get a new one.
+        let token = self.fetch_token(&[scope(repo, push)]).await?;
+        let value = token.value.clone();
+        self.store_token(repo, push, token);
+        Ok(value)
+    }
+
+    /// Requests a token for `scopes` from the realm of the host's Bearer challenge.
+    async fn fetch_token(&self, scopes: &[String]) -> Result<Token, RegistryError> {
         let Challenge::Bearer { realm, service } = &self.challenge else {
-            return;
+            return Err(self.protocol("no token service announced".into()));
         };
-        let key = (target.repository().to_string(), source_repo.to_string());
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(s) = service {
+            query.push(("service", s));
+        }
+        for s in scopes {
+            query.push(("scope", s));
+        }
+        let mut req = self.realm_http.get(realm.as_str()).query(&query);
+        if let Some((user, pass)) = &self.credential {
+            req = req.basic_auth(user, Some(pass)).query(&[("account", user)]);
+        }
+        let ctx = self.ctx(&self.name);
+        let started = Instant::now();
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| classify::from_reqwest(&e, &ctx))?;
+        if !resp.status().is_success() {
+            let err = match classify::from_response(resp, &ctx).await {
+                RegistryError::Auth { registry, reason } => RegistryError::Auth {
+                    registry,
+                    reason: format!("the token service refused: {reason}"),
+                },
+                other => other,
+            };
+            return Err(self.explain_auth(err));
+        }
+        let reply: TokenReply = resp.json().await.map_err(|e| {
+            self.protocol(format!(
+                "the token service answered something else than a token: {e}"
+            ))
+        })?;
+        let value = reply
+            .token
+            .or(reply.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| self.protocol("the token service answered without a token".into()))?;
+        let ttl = reply.expires_in.unwrap_or(DEFAULT_TOKEN_TTL).max(1);
+        // Refresh with a tenth of the lifetime (at most 30 s) to spare.
+        let margin = (ttl / 10).min(30);
+        Ok(Token {
+            value,
+            stale_at: started + Duration::from_secs(ttl - margin),
+        })
+    }
+
+    /// For a cross-repository mount the push token must also grant `pull` on the source
+    /// (docker/distribution `docs/spec/auth/scope.md`). Fetches a token with both scopes
+    /// and uses it as `target`'s push token. Best effort: without it the registry just
+    /// refuses the mount and we upload.
+    pub async fn widen_for_mount(&self, target_repo: &str, source_repo: &str) {
+        if !matches!(self.challenge, Challenge::Bearer { .. }) {
+            return;
+        }
+        let k = (target_repo.to_string(), source_repo.to_string());
         if self
             .widened
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(&key)
+            .contains(&k)
         {
             return;
         }
-        let mut query = vec![
-            (
-                "scope",
-                format!("repository:{}:pull,push", target.repository()),
-            ),
-            ("scope", format!("repository:{source_repo}:pull")),
-        ];
-        if let Some(s) = service {
-            query.insert(0, ("service", s.clone()));
-        }
-        let mut req = self.http.get(realm.as_str()).query(&query);
-        if let RegistryAuth::Basic(user, pass) = &self.auth {
-            req = req.basic_auth(user, Some(pass));
-        }
-        #[derive(serde::Deserialize)]
-        struct TokenReply {
-            #[serde(default)]
-            token: Option<String>,
-            #[serde(default)]
-            access_token: Option<String>,
-        }
-        let reply = match req.send().await {
-            Ok(r) if r.status().is_success() => r.json::<TokenReply>().await.ok(),
-            _ => None,
-        };
-        match reply.and_then(|t| t.token.or(t.access_token)) {
-            Some(token) => {
-                let t = RegistryTokenType::Bearer(RegistryToken::Token { token });
-                self.client
-                    .tokens
-                    .insert(target, RegistryOperation::Push, t)
-                    .await;
+        let scopes = [scope(target_repo, true), scope(source_repo, false)];
+        match self.fetch_token(&scopes).await {
+            Ok(token) => {
+                self.store_token(target_repo, true, token);
                 self.widened
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(key);
+                    .insert(k);
             }
-            None => self.progress.debug(format_args!(
-                "{}: no token for mounting from {source_repo}; blobs will be copied",
-                self.name
+            Err(e) => self.progress.debug(format_args!(
+                "{}: no token for mounting from {source_repo} ({}); blobs will be copied",
+                self.name,
+                e.summary()
             )),
         }
     }
@@ -129,13 +232,12 @@ impl Host {
     /// Basic-auth registries accept any request with the right header, so check the
     /// credentials once on `/v2/` and fail clearly instead of on every blob.
     pub(super) async fn check_basic(&self, ctx: &Context<'_>) -> Result<(), RegistryError> {
-        let RegistryAuth::Basic(user, pass) = &self.auth else {
+        let Some((user, pass)) = &self.credential else {
             return Ok(());
         };
-        let url = format!("{}://{}/v2/", self.scheme.as_str(), url_host(&self.name));
         let resp = self
             .http
-            .get(&url)
+            .get(self.base.clone())
             .basic_auth(user, Some(pass))
             .send()
             .await
@@ -150,6 +252,7 @@ impl Host {
                         .unwrap_or("the credential store")
                 ),
             }),
+            408 | 429 | 500..=599 => Err(classify::from_response(resp, ctx).await),
             _ => Ok(()),
         }
     }
@@ -164,28 +267,29 @@ impl Host {
             });
         }
         let ctx = self.ctx(&self.name);
-        let url = match &self.challenge {
+        let mut req = match &self.challenge {
             Challenge::None => return Ok(()),
-            Challenge::Basic => format!("{}://{}/v2/", self.scheme.as_str(), url_host(&self.name)),
-            Challenge::Bearer { realm, .. } => realm.clone(),
+            Challenge::Basic => self.http.get(self.base.clone()),
+            Challenge::Bearer { realm, service } => {
+                let mut r = self
+                    .realm_http
+                    .get(realm.as_str())
+                    .query(&[("account", user)]);
+                if let Some(s) = service {
+                    r = r.query(&[("service", s.as_str())]);
+                }
+                r
+            }
         };
-        let mut req = self.http.get(&url).basic_auth(user, Some(password));
-        if let Challenge::Bearer {
-            service: Some(s), ..
-        } = &self.challenge
-        {
-            req = req.query(&[("service", s.as_str()), ("account", user)]);
-        }
+        req = req.basic_auth(user, Some(password));
         let resp = req
             .send()
             .await
             .map_err(|e| classify::from_reqwest(&e, &ctx))?;
-        let status = resp.status().as_u16();
         if resp.status().is_success() {
             return Ok(());
         }
-        let body = resp.text().await.unwrap_or_default();
-        Err(match classify::from_status(status, &body, &ctx) {
+        Err(match classify::from_response(resp, &ctx).await {
             RegistryError::Auth { registry, reason } => RegistryError::Auth {
                 registry,
                 reason: format!("login rejected: {reason}"),
@@ -214,6 +318,20 @@ pub(super) fn refuse_reason(name: &str, scheme: Scheme, challenge: &Challenge) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_freshness_and_scopes() {
+        let now = Instant::now();
+        let t = |at| Token {
+            value: "t".into(),
+            stale_at: at,
+        };
+        assert!(t(now + Duration::from_secs(5)).fresh());
+        assert!(!t(now).fresh());
+        assert_eq!(scope("a/b", true), "repository:a/b:pull,push");
+        assert_eq!(scope("a/b", false), "repository:a/b:pull");
+        assert_ne!(key("a", true), key("a", false));
+    }
 
     #[test]
     fn credentials_stay_off_plain_http() {

@@ -1,9 +1,9 @@
 //! `WWW-Authenticate` challenges of a registry's `/v2/` endpoint (RFC 7235 §4.1, Docker's
 //! token authentication spec): which scheme, and for Bearer the realm and service.
 //!
-//! oci-client parses these internally but does not expose them; we need them to decide
-//! whether credentials may be sent at all (never to a plain-HTTP realm on another host)
-//! and to request tokens with two scopes for cross-repository mounts.
+//! They decide whether credentials may be sent at all (never to a plain-HTTP realm on
+//! another host), where tokens come from, and let a cross-repository mount ask for a token
+//! with two scopes.
 
 /// What a registry asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,13 +1,14 @@
-//! Maps `oci-client` and `reqwest` failures onto [`RegistryError`]: HTTP statuses and
-//! OCI error envelopes (distribution-spec "Error Codes"), and transport failures (TLS vs
+//! Maps failed HTTP exchanges onto [`RegistryError`]: statuses and OCI error envelopes
+//! (distribution-spec "Error Codes"), `Retry-After`, and transport failures (TLS vs
 //! connect vs timeout) found by walking the error's `source()` chain.
 
-use oci_client::errors::{OciDistributionError, OciEnvelope, OciErrorCode};
+use serde::Deserialize;
 
 use super::RegistryError;
 use super::error::bounded;
+use super::retry_after::parse_retry_after;
 
-/// What an `oci-client` call was about, to name things in the error.
+/// What a request was about, to name things in the error.
 pub(crate) struct Context<'a> {
     /// The registry host as the user wrote it.
     pub registry: &'a str,
@@ -15,35 +16,59 @@ pub(crate) struct Context<'a> {
     pub subject: &'a str,
 }
 
-/// Maps an `oci-client` failure onto our classes.
-pub(crate) fn classify(err: OciDistributionError, ctx: &Context<'_>) -> RegistryError {
-    use OciDistributionError as E;
-    match err {
-        E::AuthenticationFailure(body) => {
-            auth(ctx, format!("token request refused: {}", bounded(&body)))
-        }
-        E::UnauthorizedError { .. } => auth(ctx, "the registry answered 401 Unauthorized".into()),
-        E::RegistryError { envelope, .. } => from_envelope(&envelope, None, ctx),
-        E::ServerError { code, message, .. } => from_status(code, &message, ctx),
-        E::RequestError(e) => from_reqwest(&e, ctx),
-        E::IoError(e) => from_io(&e, ctx),
-        E::DigestError(oci_client::errors::DigestError::VerificationError { expected, actual }) => {
-            RegistryError::DigestMismatch {
-                what: ctx.subject.to_string(),
-                expected,
-                actual,
-            }
-        }
-        other => protocol(ctx, bounded(&other.to_string())),
+/// Most of an error body we read: envelopes are small, HTML error pages are not useful.
+const MAX_ERROR_BODY: usize = 16 * 1024;
+
+/// The distribution-spec error envelope: `{"errors":[{"code":…,"message":…}]}`.
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    errors: Vec<EnvelopeError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct EnvelopeError {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Turns a non-success response into an error: reads at most [`MAX_ERROR_BODY`] bytes of
+/// the body, and keeps `Retry-After` for 408/429/5xx.
+pub(crate) async fn from_response(resp: reqwest::Response, ctx: &Context<'_>) -> RegistryError {
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let body = read_bounded(resp).await;
+    let mut err = from_status(status, &body, ctx);
+    if let RegistryError::Server { retry_after: r, .. } = &mut err {
+        *r = retry_after;
     }
+    err
+}
+
+async fn read_bounded(mut resp: reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        buf.extend_from_slice(&chunk);
+        if buf.len() >= MAX_ERROR_BODY {
+            buf.truncate(MAX_ERROR_BODY);
+            break;
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 /// Maps an HTTP status plus body (which may be an OCI error envelope) onto our classes.
 pub(crate) fn from_status(code: u16, body: &str, ctx: &Context<'_>) -> RegistryError {
-    if let Ok(envelope) = serde_json::from_str::<OciEnvelope>(body)
+    if let Ok(envelope) = serde_json::from_str::<Envelope>(body)
         && !envelope.errors.is_empty()
     {
-        return from_envelope(&envelope, Some(code), ctx);
+        return from_envelope(&envelope, code, ctx);
     }
     let text = bounded(body.trim());
     let reason = if text.is_empty() {
@@ -70,23 +95,25 @@ pub(crate) fn from_status(code: u16, body: &str, ctx: &Context<'_>) -> RegistryE
             } else {
                 text
             },
+            retry_after: None,
         },
         _ => protocol(ctx, reason),
     }
 }
 
-fn from_envelope(envelope: &OciEnvelope, status: Option<u16>, ctx: &Context<'_>) -> RegistryError {
+fn from_envelope(envelope: &Envelope, status: u16, ctx: &Context<'_>) -> RegistryError {
     let reason = bounded(
         &envelope
             .errors
             .iter()
             .map(|e| {
-                let code = serde_json::to_value(&e.code)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_else(|| "UNKNOWN".into());
+                let code = if e.code.is_empty() {
+                    "UNKNOWN"
+                } else {
+                    &e.code
+                };
                 if e.message.is_empty() {
-                    code
+                    code.to_string()
                 } else {
                     format!("{code}: {}", e.message)
                 }
@@ -94,31 +121,60 @@ fn from_envelope(envelope: &OciEnvelope, status: Option<u16>, ctx: &Context<'_>)
             .collect::<Vec<_>>()
             .join("; "),
     );
-    let first = envelope.errors.first().map(|e| &e.code);
-    match first {
-        Some(OciErrorCode::Unauthorized | OciErrorCode::Denied) => auth(ctx, reason),
-        Some(
-            OciErrorCode::ManifestUnknown
-            | OciErrorCode::NameUnknown
-            | OciErrorCode::BlobUnknown
-            | OciErrorCode::NotFound,
-        ) => RegistryError::NotFound {
-            reference: ctx.subject.to_string(),
-            reason,
-        },
-        Some(OciErrorCode::Toomanyrequests) => RegistryError::Server {
-            registry: ctx.registry.to_string(),
-            status: status.unwrap_or(429),
-            reason,
-        },
-        _ => match status {
-            Some(code @ (408 | 429 | 500..=599)) => RegistryError::Server {
-                registry: ctx.registry.to_string(),
-                status: code,
+    let first = envelope
+        .errors
+        .first()
+        .map(|e| e.code.to_ascii_uppercase())
+        .unwrap_or_default();
+    let reason = match hint(&first) {
+        Some(h) => format!("{reason} — {h}"),
+        None => reason,
+    };
+    match first.as_str() {
+        "UNAUTHORIZED" | "DENIED" => auth(ctx, reason),
+        "MANIFEST_UNKNOWN" | "NAME_UNKNOWN" | "BLOB_UNKNOWN" | "NOT_FOUND" => {
+            RegistryError::NotFound {
+                reference: ctx.subject.to_string(),
                 reason,
-            },
+            }
+        }
+        "TOOMANYREQUESTS" => server(ctx, status, reason),
+        _ => match status {
+            408 | 429 | 500..=599 => server(ctx, status, reason),
+            401 | 403 => auth(ctx, reason),
             _ => protocol(ctx, reason),
         },
+    }
+}
+
+/// What to do about a distribution-spec error code, when there is something to say.
+fn hint(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "DENIED" => "the account may not pull or push this repository",
+        "NAME_UNKNOWN" => {
+            "check the repository name; some registries need the repository created first"
+        }
+        "MANIFEST_UNKNOWN" => "check the tag or digest",
+        "NAME_INVALID" | "TAG_INVALID" => "check the image reference",
+        "MANIFEST_INVALID" | "MANIFEST_BLOB_UNKNOWN" => {
+            "the registry does not accept this manifest (an old registry may not support \
+             OCI media types)"
+        }
+        "BLOB_UPLOAD_INVALID" | "BLOB_UPLOAD_UNKNOWN" | "DIGEST_INVALID" | "SIZE_INVALID" => {
+            "the upload was refused; run the build again"
+        }
+        "UNSUPPORTED" => "the registry does not support this operation",
+        "TOOMANYREQUESTS" => "rate-limited: wait, or log in for a higher limit",
+        _ => return None,
+    })
+}
+
+fn server(ctx: &Context<'_>, status: u16, reason: String) -> RegistryError {
+    RegistryError::Server {
+        registry: ctx.registry.to_string(),
+        status,
+        reason,
+        retry_after: None,
     }
 }
 
@@ -131,6 +187,10 @@ pub(crate) fn from_reqwest(e: &reqwest::Error, ctx: &Context<'_>) -> RegistryErr
     let chain = error_chain(e);
     let reason = transport_reason(e, &chain);
     match transport_class(e, &chain) {
+        Transport::Tls if wants_client_certificate(&chain) => RegistryError::ClientCert {
+            registry: ctx.registry.to_string(),
+            reason,
+        },
         Transport::Tls => RegistryError::Tls {
             registry: ctx.registry.to_string(),
             reason: if is_certificate_failure(&chain) {
@@ -144,22 +204,10 @@ pub(crate) fn from_reqwest(e: &reqwest::Error, ctx: &Context<'_>) -> RegistryErr
     }
 }
 
-fn from_io(e: &std::io::Error, ctx: &Context<'_>) -> RegistryError {
-    // Streams wrap their failures into io::Error: a digest check at the end of a pulled
-    // blob, or the transport error of the body.
-    if let Some(inner) = e.get_ref() {
-        if let Some(oci_client::errors::DigestError::VerificationError { expected, actual }) =
-            inner.downcast_ref::<oci_client::errors::DigestError>()
-        {
-            return RegistryError::DigestMismatch {
-                what: ctx.subject.to_string(),
-                expected: expected.clone(),
-                actual: actual.clone(),
-            };
-        }
-        if let Some(re) = inner.downcast_ref::<reqwest::Error>() {
-            return from_reqwest(re, ctx);
-        }
+/// A failure while reading or writing a body: the transport error inside, if any.
+pub(crate) fn from_io(e: &std::io::Error, ctx: &Context<'_>) -> RegistryError {
+    if let Some(re) = e.get_ref().and_then(|i| i.downcast_ref::<reqwest::Error>()) {
+        return from_reqwest(re, ctx);
     }
     network(ctx, bounded(&e.to_string()), true)
 }
@@ -203,6 +251,16 @@ pub(crate) fn is_tls_failure(chain: &[String]) -> bool {
             || m.contains("received fatal alert")
             || m.contains("peer is incompatible")
             || m.contains("peer misbehaved")
+    })
+}
+
+/// Whether the server refused the handshake over our client certificate (none sent, or
+/// one it does not accept): rustls reports the server's alert.
+pub(crate) fn wants_client_certificate(chain: &[String]) -> bool {
+    chain.iter().any(|m| {
+        m.contains("received fatal alert: BadCertificate")
+            || m.contains("received fatal alert: CertificateRequired")
+            || m.contains("received fatal alert: UnknownCA")
     })
 }
 
@@ -273,116 +331,5 @@ fn status_text(code: u16) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::registry::ErrorKind;
-
-    fn ctx() -> Context<'static> {
-        Context {
-            registry: "reg.example:5000",
-            subject: "reg.example:5000/app:v1",
-        }
-    }
-
-    #[test]
-    fn envelope_codes() {
-        let body = r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#;
-        let e = from_status(403, body, &ctx());
-        assert_eq!(e.kind(), ErrorKind::Auth);
-        let msg = e.to_string();
-        assert!(msg.contains("DENIED: requested access"), "{msg}");
-        assert!(msg.contains("ocibuild login reg.example:5000"), "{msg}");
-
-        let body = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#;
-        assert_eq!(from_status(404, body, &ctx()).kind(), ErrorKind::NotFound);
-        let body = r#"{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known"}]}"#;
-        assert!(matches!(
-            from_status(404, body, &ctx()),
-            RegistryError::NotFound { .. }
-        ));
-
-        let body =
-            r#"{"errors":[{"code":"MANIFEST_INVALID","message":"manifest invalid","detail":{}}]}"#;
-        let e = from_status(400, body, &ctx());
-        assert!(matches!(e, RegistryError::Protocol { .. }));
-        assert!(e.to_string().contains("MANIFEST_INVALID: manifest invalid"));
-        assert!(!e.is_transient());
-
-        let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#;
-        assert!(from_status(429, body, &ctx()).is_transient());
-    }
-
-    #[test]
-    fn plain_statuses() {
-        assert!(from_status(503, "", &ctx()).is_transient());
-        assert!(from_status(408, "", &ctx()).is_transient());
-        assert!(from_status(502, "<html>bad gateway</html>", &ctx()).is_transient());
-        assert_eq!(from_status(401, "", &ctx()).kind(), ErrorKind::Auth);
-        assert!(!from_status(401, "", &ctx()).is_transient());
-        assert_eq!(from_status(404, "", &ctx()).kind(), ErrorKind::NotFound);
-        assert_eq!(from_status(400, "nope", &ctx()).kind(), ErrorKind::Registry);
-    }
-
-    #[test]
-    fn oci_client_errors() {
-        let e = classify(
-            OciDistributionError::UnauthorizedError {
-                url: "http://x/v2/".into(),
-            },
-            &ctx(),
-        );
-        assert_eq!(e.kind(), ErrorKind::Auth);
-        let e = classify(
-            OciDistributionError::ServerError {
-                code: 500,
-                url: "u".into(),
-                message: "boom".into(),
-            },
-            &ctx(),
-        );
-        assert!(e.is_transient());
-        let e = classify(
-            OciDistributionError::DigestError(oci_client::errors::DigestError::VerificationError {
-                expected: "sha256:a".into(),
-                actual: "sha256:b".into(),
-            }),
-            &ctx(),
-        );
-        assert!(matches!(e, RegistryError::DigestMismatch { .. }));
-        let io = std::io::Error::other(oci_client::errors::DigestError::VerificationError {
-            expected: "sha256:a".into(),
-            actual: "sha256:b".into(),
-        });
-        assert!(matches!(
-            classify(OciDistributionError::IoError(io), &ctx()),
-            RegistryError::DigestMismatch { .. }
-        ));
-    }
-
-    #[test]
-    fn tls_detection() {
-        let chain = |s: &str| vec!["error sending request".to_string(), s.to_string()];
-        assert!(is_tls_failure(&chain(
-            "invalid peer certificate: UnknownIssuer"
-        )));
-        assert!(is_certificate_failure(&chain(
-            "invalid peer certificate: UnknownIssuer"
-        )));
-        assert!(is_tls_failure(&chain(
-            "received corrupt message of type InvalidContentType"
-        )));
-        assert!(!is_certificate_failure(&chain(
-            "received corrupt message of type InvalidContentType"
-        )));
-        assert!(!is_tls_failure(&chain("Connection refused (os error 111)")));
-    }
-
-    #[test]
-    fn messages_are_bounded_and_single_line() {
-        let long = "x".repeat(1000);
-        let e = from_status(400, &format!("line1\n{long}"), &ctx());
-        let msg = e.to_string();
-        assert!(!msg.contains('\n'));
-        assert!(msg.len() < 600, "{}", msg.len());
-    }
-}
+#[path = "classify_tests.rs"]
+mod tests;

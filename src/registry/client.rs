@@ -1,52 +1,65 @@
 //! One connection setup per registry host: the scheme (from the probe), the host's TLS
-//! trust, its credentials, an oci-client `Client` built with `Client::try_from` (so a bad
-//! certificate is an error, not a silently default client). Tokens and credential checks
-//! are in `access.rs`.
+//! trust and client certificate, its credentials, and the reqwest client every request to
+//! it goes through. Requests are in `wire.rs`, tokens and credential checks in `access.rs`.
+//!
+//! Why not oci-client's `Client`: it cannot present a client certificate (its
+//! `ClientConfig` has no identity and it builds its own reqwest client), it drops the
+//! headers of error responses (`Retry-After`), of PATCH answers (`Location`, `Range`) and of
+//! POST answers (`OCI-Chunk-Min-Length`), and it has no chunked upload with a chunk size
+//! of ours. So every request of a run goes through one reqwest client per host, set up here.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oci_client::Client;
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
 use tokio::sync::OnceCell;
 
 use super::RegistryError;
-use super::access::refuse_reason;
+use super::access::{Token, refuse_reason};
 use super::auth::CredentialStore;
 use super::challenge::Challenge;
-use super::classify::{self, Context};
+use super::classify::Context;
 use super::probe::{self, Scheme};
-use super::tls::Trust;
+use super::tls::{Der, Trust};
+use super::tuning::Tuning;
 use crate::image::reference::{DOCKER_HUB, is_loopback_host};
-use crate::image::{Digest, Reference};
 use crate::progress::Progress;
 
 /// Time to establish a TCP (+TLS) connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest silence while reading a response (per read, so big blobs are fine).
-pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 const USER_AGENT: &str = concat!("ocibuild/", env!("CARGO_PKG_VERSION"));
 
 /// A ready-to-use registry host.
 pub struct Host {
     /// The host as in references (`docker.io` for Docker Hub).
     pub name: String,
-    pub client: Client,
-    /// What oci-client sends; Anonymous when we have no credentials or may not send them.
-    pub auth: RegistryAuth,
     pub scheme: Scheme,
+    /// `<scheme>://<host>/v2/`: every registry URL is relative to this.
+    pub(super) base: reqwest::Url,
     pub(super) challenge: Challenge,
-    /// Same trust as `client`, for requests oci-client cannot make (two-scope tokens).
+    /// The host's trust and client certificate; used for every request to it. Never
+    /// follows redirects: a 3xx answer to a HEAD means "exists" and upload bodies cannot
+    /// be replayed.
     pub(super) http: reqwest::Client,
+    /// Same, following redirects, for GETs (blobs are often served from storage elsewhere).
+    pub(super) http_follow: reqwest::Client,
+    /// For the token realm when it is on another host (that host's own trust).
+    pub(super) realm_http: reqwest::Client,
+    /// `(user, secret)` when we have credentials and may send them.
+    pub(super) credential: Option<(String, String)>,
     /// Where the credentials came from, for "credentials from … were rejected".
     pub(super) cred_source: Option<String>,
     /// Token results per (repository, push?): failures are kept so a wrong password fails
     /// once per repository instead of once per blob.
     pub(super) authorized: Mutex<HashMap<(String, bool), Grant>>,
+    /// Bearer tokens by scope key (see `access.rs`).
+    pub(super) tokens: Mutex<HashMap<String, Token>>,
     pub(super) widened: Mutex<HashSet<(String, String)>>,
     pub(super) progress: Progress,
+    pub(super) tuning: Tuning,
+    /// Set once the registry refused a monolithic upload: later blobs go in chunks.
+    pub(super) chunked_only: AtomicBool,
 }
 
 /// The outcome of one token request, shared by every request that waits for it:
@@ -58,10 +71,10 @@ pub struct Setup {
     pub trust: Trust,
     pub creds: CredentialStore,
     pub progress: Progress,
+    pub tuning: Tuning,
 }
 
-/// The host name used in URLs: Docker Hub's API lives on another name (as oci-client's
-/// `Reference::resolve_registry` does).
+/// The host name used in URLs: Docker Hub's API lives on another name.
 pub fn url_host(name: &str) -> &str {
     if name == DOCKER_HUB {
         "index.docker.io"
@@ -70,25 +83,46 @@ pub fn url_host(name: &str) -> &str {
     }
 }
 
-/// A reqwest client with the host's trust; used for the probe and our own token requests.
-fn http_client(
-    name: &str,
-    roots: &[oci_client::client::Certificate],
-    insecure: bool,
-) -> Result<reqwest::Client, RegistryError> {
-    let certs = roots
+/// How a host's reqwest client is set up.
+pub(super) struct ClientSpec<'a> {
+    pub(super) name: &'a str,
+    pub(super) roots: &'a [Der],
+    pub(super) identity: Option<&'a [u8]>,
+    pub(super) insecure: bool,
+    pub(super) read_timeout: Duration,
+    pub(super) follow: bool,
+}
+
+/// A reqwest client with the host's trust and client certificate. When redirects are
+/// followed, reqwest drops `Authorization` as soon as a redirect leaves the host, so
+/// credentials never follow.
+pub(super) fn http_client(spec: &ClientSpec<'_>) -> Result<reqwest::Client, RegistryError> {
+    let name = spec.name;
+    let certs = spec
+        .roots
         .iter()
-        .map(reqwest::Certificate::try_from)
+        .map(|der| reqwest::Certificate::from_der(der))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| bad_roots(name, &e))?;
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
-        .danger_accept_invalid_certs(insecure)
+        .read_timeout(spec.read_timeout)
+        .danger_accept_invalid_certs(spec.insecure)
         .tls_certs_merge(certs)
-        .build()
-        .map_err(|e| bad_roots(name, &e))
+        .redirect(if spec.follow {
+            reqwest::redirect::Policy::limited(10)
+        } else {
+            reqwest::redirect::Policy::none()
+        });
+    if let Some(pem) = spec.identity {
+        let id = reqwest::Identity::from_pem(pem).map_err(|e| RegistryError::Tls {
+            registry: name.to_string(),
+            reason: format!("cannot use the client certificate: {e}"),
+        })?;
+        builder = builder.identity(id);
+    }
+    builder.build().map_err(|e| bad_roots(name, &e))
 }
 
 fn bad_roots(name: &str, e: &dyn std::fmt::Display) -> RegistryError {
@@ -106,16 +140,29 @@ impl Host {
         setup: &Setup,
         with_credentials: bool,
     ) -> Result<Host, RegistryError> {
-        let ctx = Context {
-            registry: name,
-            subject: name,
-        };
         let loopback = is_loopback_host(name);
         let insecure = setup.trust.is_insecure(name);
         let roots = setup.trust.roots_for(name)?;
-        let http = http_client(name, &roots, insecure)?;
-        let pins = super::tls::ders(&roots);
-        let probed = probe::probe(&http, name, url_host(name), loopback, insecure, &pins).await?;
+        let identity = setup.trust.identity_for(name)?;
+        let mut spec = ClientSpec {
+            name,
+            roots: &roots,
+            identity: identity.as_deref(),
+            insecure,
+            read_timeout: setup.tuning.read_timeout,
+            follow: false,
+        };
+        let http = http_client(&spec)?;
+        let probed = probe::probe(
+            &http,
+            name,
+            url_host(name),
+            loopback,
+            insecure,
+            &roots,
+            identity.as_deref(),
+        )
+        .await?;
         let progress = &setup.progress;
         let http = if probed.pinned {
             progress.warn(format_args!(
@@ -123,13 +170,22 @@ impl Host {
                  matched the certificate you trust, so {name} is used without further \
                  certificate checks this run (a CA-signed server certificate avoids this)"
             ));
-            http_client(name, &roots, true)?
+            spec.insecure = true;
+            http_client(&spec)?
         } else {
             http
         };
+        spec.follow = true;
+        let http_follow = http_client(&spec)?;
+        if identity.is_some() {
+            progress.debug(format_args!(
+                "registry {name}: client certificate from certs.d"
+            ));
+        }
         progress.debug(format_args!("registry {name}: {}", probed.scheme.as_str()));
+        let realm_http = realm_client(&probed.challenge, name, &http, setup)?;
 
-        let mut auth = RegistryAuth::Anonymous;
+        let mut credential = None;
         let mut cred_source = None;
         let found = if with_credentials && probed.challenge != Challenge::None {
             setup.creds.lookup(name).await?
@@ -143,14 +199,14 @@ impl Host {
                 }
                 None => {
                     let c = &found.credential;
-                    // Identity tokens are OAuth2 refresh tokens; oci-client only knows Basic
-                    // and Bearer, so they go as Basic with Docker's `<token>` user name.
+                    // Identity tokens are OAuth2 refresh tokens; registries accept them as
+                    // Basic credentials with Docker's `<token>` user name.
                     let user = if c.identity_token {
                         "<token>".to_string()
                     } else {
                         c.username.clone()
                     };
-                    auth = RegistryAuth::Basic(user, c.secret.clone());
+                    credential = Some((user, c.secret.clone()));
                     progress.debug(format_args!(
                         "registry {name}: credentials from {}",
                         found.source
@@ -159,61 +215,36 @@ impl Host {
                 }
             }
         }
-
-        let config = ClientConfig {
-            protocol: match probed.scheme {
-                Scheme::Https => ClientProtocol::Https,
-                Scheme::Http => ClientProtocol::Http,
-            },
-            accept_invalid_certificates: insecure || probed.pinned,
-            // Monolithic PUT when the size is known: one request per blob, and the body
-            // streams (push_blob_stream) without loading the blob into memory.
-            use_monolithic_push: true,
-            extra_root_certificates: roots,
-            platform_resolver: None,
-            connect_timeout: Some(CONNECT_TIMEOUT),
-            read_timeout: Some(READ_TIMEOUT),
-            user_agent: USER_AGENT,
-            ..ClientConfig::default()
-        };
-        let client = Client::try_from(config).map_err(|e| bad_roots(name, &e))?;
+        let base = reqwest::Url::parse(&format!(
+            "{}://{}/v2/",
+            probed.scheme.as_str(),
+            url_host(name)
+        ))
+        .map_err(|e| RegistryError::Protocol {
+            registry: name.to_string(),
+            reason: format!("not a usable registry address: {e}"),
+        })?;
         let host = Host {
             name: name.to_string(),
-            client,
-            auth,
             scheme: probed.scheme,
+            base,
             challenge: probed.challenge,
             http,
+            http_follow,
+            realm_http,
+            credential,
             cred_source,
             authorized: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
             widened: Mutex::new(HashSet::new()),
             progress: progress.clone(),
+            tuning: setup.tuning.clone(),
+            chunked_only: AtomicBool::new(false),
         };
         if host.challenge == Challenge::Basic && host.cred_source.is_some() {
-            host.check_basic(&ctx).await?;
+            host.check_basic(&host.ctx(name)).await?;
         }
         Ok(host)
-    }
-
-    /// oci-client's reference for `r` (by digest when it has one, else by tag).
-    pub fn oci_ref(&self, r: &Reference) -> oci_client::Reference {
-        match r.digest() {
-            Some(d) => self.oci_ref_digest(r, d),
-            None => oci_client::Reference::with_tag(
-                self.name.clone(),
-                r.repository().to_string(),
-                r.tag().unwrap_or("latest").to_string(),
-            ),
-        }
-    }
-
-    /// `r`'s repository on this host, addressed by `digest`.
-    pub fn oci_ref_digest(&self, r: &Reference, digest: &Digest) -> oci_client::Reference {
-        oci_client::Reference::with_digest(
-            self.name.clone(),
-            r.repository().to_string(),
-            digest.to_string(),
-        )
     }
 
     pub fn ctx<'a>(&'a self, subject: &'a str) -> Context<'a> {
@@ -222,27 +253,40 @@ impl Host {
             subject,
         }
     }
+}
 
-    /// Maps an oci-client error, turning a bare 401 into a message that says whether we
-    /// had credentials and where they came from.
-    pub fn error(
-        &self,
-        e: oci_client::errors::OciDistributionError,
-        subject: &str,
-    ) -> RegistryError {
-        match classify::classify(e, &self.ctx(subject)) {
-            RegistryError::Auth { registry, reason } => RegistryError::Auth {
-                registry,
-                reason: match &self.cred_source {
-                    Some(src) => format!("{reason} (credentials from {src})"),
-                    None if matches!(self.auth, RegistryAuth::Anonymous) => {
-                        format!("{reason} (no credentials were sent)")
-                    }
-                    None => reason,
-                },
-            },
-            other => other,
+/// The client for a token realm on another host: that host's certs.d and
+/// `--insecure-registry` apply to it, as they would to a registry of that name.
+fn realm_client(
+    challenge: &Challenge,
+    name: &str,
+    http: &reqwest::Client,
+    setup: &Setup,
+) -> Result<reqwest::Client, RegistryError> {
+    let Challenge::Bearer { realm, .. } = challenge else {
+        return Ok(http.clone());
+    };
+    let realm_host = reqwest::Url::parse(realm).ok().and_then(|u| {
+        let host = u.host_str()?.to_string();
+        Some(match u.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host,
+        })
+    });
+    match realm_host {
+        Some(h) if h != url_host(name) => {
+            let roots = setup.trust.roots_for(&h)?;
+            let identity = setup.trust.identity_for(&h)?;
+            http_client(&ClientSpec {
+                name: &h,
+                roots: &roots,
+                identity: identity.as_deref(),
+                insecure: setup.trust.is_insecure(&h),
+                read_timeout: setup.tuning.read_timeout,
+                follow: false,
+            })
         }
+        _ => Ok(http.clone()),
     }
 }
 

@@ -1,11 +1,12 @@
 //! Registry errors, classified so the CLI can map them to exit codes (the mapping of
-//! `oci-client` / `reqwest` failures onto them is in `classify.rs`).
+//! HTTP statuses and transport failures onto them is in `classify.rs`).
 //!
 //! Messages name the host and say what to do. They never contain credentials: nothing here
 //! ever sees a password, and registry response bodies are bounded and shown only as the
 //! registry's own error code and message.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use thiserror::Error;
 
@@ -29,6 +30,12 @@ pub enum RegistryError {
          verification (or to use plain HTTP) pass --insecure-registry {registry}"
     )]
     Tls { registry: String, reason: String },
+    /// The registry refused our TLS client certificate, or wants one (mTLS).
+    #[error(
+        "TLS with {registry} failed: {reason}. The registry requires a client certificate: put \
+         it and its key in /etc/docker/certs.d/{registry}/client.cert and client.key (PEM)"
+    )]
+    ClientCert { registry: String, reason: String },
     /// 401/403, `UNAUTHORIZED`, `DENIED`, or a refused token request.
     #[error(
         "authentication with {registry} failed: {reason} (run `ocibuild login {registry}` or \
@@ -38,12 +45,14 @@ pub enum RegistryError {
     /// `MANIFEST_UNKNOWN`, `NAME_UNKNOWN`, `BLOB_UNKNOWN`, or a plain 404.
     #[error("{reference}: not found ({reason})")]
     NotFound { reference: String, reason: String },
-    /// 408, 429 or 5xx: the registry is there but cannot serve us right now (retried).
+    /// 408, 429 or 5xx: the registry is there but cannot serve us right now (retried,
+    /// after `retry_after` when the registry sent a `Retry-After` header).
     #[error("registry {registry} answered {status}: {reason}")]
     Server {
         registry: String,
         status: u16,
         reason: String,
+        retry_after: Option<Duration>,
     },
     /// Any other registry error: the registry's code and message, bounded.
     #[error("registry {registry} refused the request: {reason}")]
@@ -93,7 +102,7 @@ impl RegistryError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             RegistryError::Network { .. } | RegistryError::Server { .. } => ErrorKind::Network,
-            RegistryError::Tls { .. } => ErrorKind::Tls,
+            RegistryError::Tls { .. } | RegistryError::ClientCert { .. } => ErrorKind::Tls,
             RegistryError::Auth { .. } => ErrorKind::Auth,
             RegistryError::NotFound { .. } => ErrorKind::NotFound,
             RegistryError::Protocol { .. }
@@ -122,6 +131,14 @@ impl RegistryError {
             RegistryError::Network { transient, .. } => *transient,
             RegistryError::Server { .. } => true,
             _ => false,
+        }
+    }
+
+    /// The wait a registry asked for with `Retry-After`, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            RegistryError::Server { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 }

@@ -1,36 +1,38 @@
 //! The only module that talks HTTP: client setup (TLS, auth), pulling manifests and blobs,
 //! pushing blobs and manifests, mounting and cross-registry streaming.
 //!
-//! Built on `oci-client` (one client per registry host, each with its own protocol, TLS
-//! trust and credentials); where it falls short the extension lives here with a comment:
-//! the `/v2/` probe that picks HTTP or HTTPS and reads the auth challenge (`probe.rs`),
-//! two-scope tokens for cross-repository mounts (`access.rs`), retries (`retry.rs`).
+//! One reqwest client per registry host, each with its own scheme, TLS trust, client
+//! certificate and credentials. The distribution protocol is spoken here directly rather
+//! than through oci-client, which cannot present a client certificate and hides the
+//! headers this needs (`Retry-After`, `Location` and `Range` of chunk answers,
+//! `OCI-Chunk-Min-Length`, `Docker-Content-Digest`); see `client.rs`.
 //!
-//! Files: `client.rs` per-host setup; `probe.rs` scheme choice; `tls.rs` CA trust and
-//! `--insecure-registry`; `access.rs` tokens and credential checks; `auth.rs` +
-//! `helper.rs` credential lookup; `login.rs` storing logins; `challenge.rs`
-//! `WWW-Authenticate`; `pull.rs`, `push.rs` the operations; `error.rs` the error type and
-//! `classify.rs` the mapping of oci-client/reqwest failures onto it.
+//! Files: `client.rs` per-host setup; `probe.rs` scheme choice; `tls.rs` CA trust, client
+//! certificates and `--insecure-registry`; `wire.rs` requests, `Location`, credentials per
+//! origin; `access.rs` tokens and credential checks; `auth.rs` + `helper.rs` credential
+//! lookup; `login.rs` storing logins; `challenge.rs` `WWW-Authenticate`; `pull.rs`,
+//! `push.rs`, `upload.rs` the operations; `download.rs` `ADD <url>`; `retry.rs` retries, `retry_after.rs` the
+//! header; `tuning.rs` environment knobs; `error.rs` the error type and `classify.rs` the
+//! mapping of failures onto it.
 
 mod access;
 pub mod auth;
 pub mod challenge;
 mod classify;
 mod client;
+mod download;
 pub mod error;
 mod helper;
-#[cfg(test)]
-mod live_auth_tests;
-#[cfg(test)]
-mod live_tests;
-#[cfg(test)]
-mod live_transfer_tests;
 pub mod login;
 mod probe;
 mod pull;
 mod push;
 mod retry;
+mod retry_after;
 pub mod tls;
+pub mod tuning;
+mod upload;
+mod wire;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -43,6 +45,7 @@ use crate::progress::Progress;
 
 use client::{Host, Setup};
 
+pub use download::Downloaded;
 pub use error::{ErrorKind, RegistryError};
 
 /// Concurrent blob transfers when `RegistryOptions::jobs` is 0.
@@ -51,7 +54,9 @@ pub const DEFAULT_JOBS: usize = 4;
 /// How to reach registries: trust, insecure hosts, credentials, concurrency.
 ///
 /// The certs.d roots (`/etc/docker/certs.d`, `/etc/containers/certs.d`) can be replaced
-/// with the `OCIBUILD_CERTS_D` environment variable (`:`-separated directories).
+/// with the `OCIBUILD_CERTS_D` environment variable (`:`-separated directories); chunked
+/// uploads, retry delays and the read timeout are tuned from the environment too (see
+/// [`tuning`]).
 #[derive(Clone, Debug, Default)]
 pub struct RegistryOptions {
     /// `--insecure-registry` hosts (`host[:port]`; a bare host covers every port).
@@ -69,8 +74,8 @@ pub struct RegistryOptions {
 pub struct FetchedManifest {
     pub bytes: Vec<u8>,
     pub digest: Digest,
-    /// From the manifest's own `mediaType`, else inferred from its shape (oci-client does
-    /// not expose the `Content-Type` header).
+    /// From the manifest's own `mediaType`, else inferred from its shape (the
+    /// `Content-Type` header is not trusted: some registries send `application/json`).
     pub media_type: String,
 }
 
@@ -108,6 +113,17 @@ impl Registries {
         progress: Progress,
         certs_d: Vec<PathBuf>,
     ) -> Result<Registries, RegistryError> {
+        let tuning = tuning::Tuning::from_env(&progress);
+        Self::with_tuning(options, progress, certs_d, tuning)
+    }
+
+    /// As [`Registries::with_certs_d`] with explicit tuning instead of the environment's.
+    pub fn with_tuning(
+        options: RegistryOptions,
+        progress: Progress,
+        certs_d: Vec<PathBuf>,
+        tuning: tuning::Tuning,
+    ) -> Result<Registries, RegistryError> {
         let trust = tls::Trust::new(&options.ca_certs, &options.insecure, certs_d)?;
         let creds = auth::CredentialStore::from_env(options.docker_config_dir.as_deref());
         Ok(Registries {
@@ -121,6 +137,7 @@ impl Registries {
                     trust,
                     creds,
                     progress,
+                    tuning,
                 },
                 hosts: Mutex::new(HashMap::new()),
             }),
@@ -134,6 +151,16 @@ impl Registries {
 
     pub(crate) fn progress(&self) -> &Progress {
         &self.inner.setup.progress
+    }
+
+    /// Runs `op` with this run's retry policy (see `retry.rs`).
+    pub(crate) async fn retry<T, F, Fut>(&self, what: &str, op: F) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, RegistryError>>,
+    {
+        let setup = &self.inner.setup;
+        retry::run(&setup.progress, what, setup.tuning.retry_base, op).await
     }
 
     /// The set-up host `name`, connecting on first use. Failures are not cached, so a
@@ -158,6 +185,15 @@ impl Registries {
         image: &Reference,
     ) -> Result<FetchedManifest, RegistryError> {
         pull::fetch_manifest(self, image).await
+    }
+
+    /// HEAD the manifest `image` names (its tag, or digest): the digest it resolves to on
+    /// its registry, or None when the registry has no such manifest (404).
+    pub async fn manifest_digest(
+        &self,
+        image: &Reference,
+    ) -> Result<Option<Digest>, RegistryError> {
+        pull::manifest_digest(self, image).await
     }
 
     /// GET a small blob (configs) into memory, refusing more than `max` bytes; digest verified.

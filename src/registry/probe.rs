@@ -13,6 +13,7 @@
 use super::RegistryError;
 use super::challenge::Challenge;
 use super::classify::{self, Context, Transport};
+use super::tls::Der;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scheme {
@@ -49,14 +50,17 @@ pub fn plan(loopback: bool, insecure: bool) -> &'static [Scheme] {
 }
 
 /// Probes `url_host` (`host[:port]` as used in URLs) with `http` (a client carrying the
-/// host's TLS trust). `registry` names the host in errors.
+/// host's TLS trust). `registry` names the host in errors. `pins` are the certificates the
+/// user trusts for the host and `identity` its client certificate (see [`pinned_probe`]).
+/// A 408/429/5xx answer is a (retried) server error, not a reason to change scheme.
 pub async fn probe(
     http: &reqwest::Client,
     registry: &str,
     url_host: &str,
     loopback: bool,
     insecure: bool,
-    pins: &[Vec<u8>],
+    pins: &[Der],
+    identity: Option<&[u8]>,
 ) -> Result<Probed, RegistryError> {
     let ctx = Context {
         registry,
@@ -77,10 +81,20 @@ pub async fn probe(
                         .iter()
                         .filter_map(|v| v.to_str().ok()),
                 );
-                if scheme == Scheme::Http && !last && status == 400 {
+                if matches!(status, 408 | 429 | 500..=599) {
+                    return Err(classify::from_response(resp, &ctx).await);
+                }
+                if scheme == Scheme::Http && status == 400 {
                     let body = resp.text().await.unwrap_or_default();
                     if says_use_https(&body) {
-                        continue;
+                        if !last {
+                            continue;
+                        }
+                        // HTTPS was tried first and failed: that failure is the one to fix.
+                        return Err(first_error.unwrap_or_else(|| RegistryError::Protocol {
+                            registry: registry.to_string(),
+                            reason: "the registry only speaks HTTPS".into(),
+                        }));
                     }
                 }
                 return Ok(Probed {
@@ -95,7 +109,7 @@ pub async fn probe(
                 let err = classify::from_reqwest(&e, &ctx);
                 if scheme == Scheme::Https
                     && chain.iter().any(|m| m.contains("CaUsedAsEndEntity"))
-                    && let Some(p) = pinned_probe(url_host, pins).await
+                    && let Some(p) = pinned_probe(url_host, pins, identity).await
                 {
                     return Ok(p);
                 }
@@ -114,7 +128,8 @@ pub async fn probe(
                 if !fall_back {
                     // A certificate problem on the last try is the actionable one.
                     return Err(match (first_error, &err) {
-                        (_, RegistryError::Tls { .. }) | (None, _) => err,
+                        (_, RegistryError::Tls { .. } | RegistryError::ClientCert { .. })
+                        | (None, _) => err,
                         (Some(first), _) => first,
                     });
                 }
@@ -135,19 +150,22 @@ pub async fn probe(
 /// entity (`CaUsedAsEndEntity`; declined upstream in rustls/webpki#205), while Go and
 /// OpenSSL accept it. So that such registries work with `--ca-cert`/certs.d as they do
 /// with Docker, fetch the certificate without verification and accept the host only if it
-/// is byte-for-byte one the user trusts. oci-client offers no hook for a custom verifier,
-/// so the connections after this check are made without verification (the caller warns).
-async fn pinned_probe(url_host: &str, pins: &[Vec<u8>]) -> Option<Probed> {
+/// is byte-for-byte one the user trusts. A custom rustls verifier would need rustls as a
+/// direct dependency (reqwest's `use_preconfigured_tls`), so the connections after this
+/// check are made without verification (the caller warns).
+async fn pinned_probe(url_host: &str, pins: &[Der], identity: Option<&[u8]>) -> Option<Probed> {
     if pins.is_empty() {
         return None;
     }
-    let client = reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .tls_info(true)
         .connect_timeout(super::client::CONNECT_TIMEOUT)
-        .read_timeout(super::client::READ_TIMEOUT)
-        .build()
-        .ok()?;
+        .read_timeout(std::time::Duration::from_secs(30));
+    if let Some(pem) = identity {
+        builder = builder.identity(reqwest::Identity::from_pem(pem).ok()?);
+    }
+    let client = builder.build().ok()?;
     let resp = client
         .get(format!("https://{url_host}/v2/"))
         .send()
@@ -244,7 +262,7 @@ mod tests {
         )
         .await;
         let http = reqwest::Client::new();
-        let p = probe(&http, "x", &addr.to_string(), true, false, &[])
+        let p = probe(&http, "x", &addr.to_string(), true, false, &[], None)
             .await
             .unwrap();
         assert_eq!(p.scheme, Scheme::Http);
@@ -260,10 +278,24 @@ mod tests {
         )
         .await;
         let http = reqwest::Client::new();
-        let err = probe(&http, "x", &addr.to_string(), true, false, &[])
+        let err = probe(&http, "x", &addr.to_string(), true, false, &[], None)
             .await
             .unwrap_err();
         assert!(matches!(err, RegistryError::Tls { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn unavailable_is_a_retryable_server_error_with_its_wait() {
+        let addr = fake_server(
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        let http = reqwest::Client::new();
+        let err = probe(&http, "x", &addr.to_string(), true, false, &[], None)
+            .await
+            .unwrap_err();
+        assert!(err.is_transient(), "{err}");
+        assert_eq!(err.retry_after(), Some(std::time::Duration::from_secs(7)));
     }
 
     #[tokio::test]
@@ -272,7 +304,7 @@ mod tests {
         let addr = l.local_addr().unwrap();
         drop(l);
         let http = reqwest::Client::new();
-        let err = probe(&http, "x", &addr.to_string(), true, false, &[])
+        let err = probe(&http, "x", &addr.to_string(), true, false, &[], None)
             .await
             .unwrap_err();
         assert!(

@@ -1,16 +1,17 @@
 //! Pulling: manifests (raw bytes, digest-checked), small blobs into memory (configs,
 //! size-bounded) and big blobs streamed to a file (hashed while writing, bounded memory).
+//! Also the blob GET that cross-registry copies stream from.
 
 use std::path::Path;
 
 use futures::StreamExt as _;
-use oci_client::RegistryOperation;
-use oci_client::client::LayerDescriptor;
-use oci_client::errors::OciDistributionError;
+use reqwest::Method;
+use reqwest::header::ACCEPT;
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncWriteExt as _;
 
-use super::retry::with_retries;
+use super::client::Host;
+use super::wire::header;
 use super::{FetchedManifest, Registries, RegistryError, short_digest};
 use crate::image::{Descriptor, Digest, Reference, media};
 
@@ -22,28 +23,24 @@ pub async fn fetch_manifest(
     image: &Reference,
 ) -> Result<FetchedManifest, RegistryError> {
     let subject = image.to_string();
-    let accept = media::manifest_accept();
-    let accept: Vec<&str> = accept.iter().map(String::as_str).collect();
-    let bytes = with_retries(regs.progress(), &format!("fetching {subject}"), || async {
-        let host = regs.host(image.registry()).await?;
-        let oref = host.oci_ref(image);
-        host.authorize(&oref, RegistryOperation::Pull).await?;
-        // oci-client checks the body against the reference's digest and the
-        // Docker-Content-Digest header; we check again below with our own type.
-        let (bytes, _) = host
-            .client
-            .pull_manifest_raw(&oref, &host.auth, &accept)
-            .await
-            .map_err(|e| host.error(e, &subject))?;
-        Ok(bytes)
-    })
-    .await?;
-    if bytes.len() > MAX_MANIFEST {
-        return Err(RegistryError::TooLarge {
-            what: format!("manifest {subject}"),
-            limit: MAX_MANIFEST as u64,
-        });
-    }
+    let bytes = regs
+        .retry(&format!("fetching {subject}"), || async {
+            let host = regs.host(image.registry()).await?;
+            let resp = host.manifest_request(Method::GET, image, &subject).await?;
+            if !resp.status().is_success() {
+                return Err(host.failure(resp, &subject).await);
+            }
+            if resp
+                .content_length()
+                .is_some_and(|n| n > MAX_MANIFEST as u64)
+            {
+                return Err(too_large(&subject));
+            }
+            read_limited(&host, resp, MAX_MANIFEST as u64, &subject)
+                .await?
+                .ok_or_else(|| too_large(&subject))
+        })
+        .await?;
     let digest = Digest::of(&bytes);
     if let Some(expected) = image.digest()
         && *expected != digest
@@ -59,10 +56,117 @@ pub async fn fetch_manifest(
         reason: format!("{subject}: {reason}"),
     })?;
     Ok(FetchedManifest {
-        bytes: bytes.to_vec(),
+        bytes,
         digest,
         media_type,
     })
+}
+
+fn too_large(subject: &str) -> RegistryError {
+    RegistryError::TooLarge {
+        what: format!("manifest {subject}"),
+        limit: MAX_MANIFEST as u64,
+    }
+}
+
+/// The digest `image`'s tag (or digest) resolves to on its registry, or None when the
+/// registry has no such manifest. One `HEAD`; a registry that answers it without
+/// `Docker-Content-Digest` gets a `GET` and the digest is computed.
+pub async fn manifest_digest(
+    regs: &Registries,
+    image: &Reference,
+) -> Result<Option<Digest>, RegistryError> {
+    let subject = image.to_string();
+    regs.retry(&format!("looking up {subject}"), || async {
+        let host = regs.host(image.registry()).await?;
+        let resp = host.manifest_request(Method::HEAD, image, &subject).await?;
+        match resp.status().as_u16() {
+            404 => return Ok(None),
+            s if !(200..300).contains(&s) => return Err(host.failure(resp, &subject).await),
+            _ => {}
+        }
+        if let Some(d) = header(&resp, "docker-content-digest").and_then(|d| Digest::parse(d).ok())
+        {
+            return Ok(Some(d));
+        }
+        let resp = host.manifest_request(Method::GET, image, &subject).await?;
+        if !resp.status().is_success() {
+            return Err(host.failure(resp, &subject).await);
+        }
+        let bytes = read_limited(&host, resp, MAX_MANIFEST as u64, &subject)
+            .await?
+            .ok_or_else(|| too_large(&subject))?;
+        Ok(Some(Digest::of(&bytes)))
+    })
+    .await
+}
+
+impl Host {
+    /// `GET`/`HEAD /v2/<repo>/manifests/<tag|digest>` accepting every manifest and index
+    /// type we read.
+    async fn manifest_request(
+        &self,
+        method: Method,
+        image: &Reference,
+        subject: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let repo = image.repository();
+        let url = self.url(&format!("{repo}/manifests/{}", image.tag_or_digest()))?;
+        let rb = self
+            .request(method, url, repo, false)
+            .await?
+            .header(ACCEPT, media::manifest_accept().join(", "));
+        self.send(rb, subject).await
+    }
+
+    /// `GET /v2/<repo>/blobs/<digest>` (redirects followed, without credentials once they
+    /// leave the registry), checked for success. A foreign layer the registry does not
+    /// have is fetched from its descriptor's `urls`, never with credentials.
+    pub(super) async fn get_blob(
+        &self,
+        repo: &str,
+        desc: &Descriptor,
+        subject: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let url = self.url(&format!("{repo}/blobs/{}", desc.digest))?;
+        let rb = self.request(Method::GET, url, repo, false).await?;
+        let resp = self.send(rb, subject).await?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let foreign = desc.urls.iter().flatten().filter_map(|u| {
+            reqwest::Url::parse(u)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+        });
+        for url in foreign {
+            if let Ok(r) = self.send(self.http_follow.get(url), subject).await
+                && r.status().is_success()
+            {
+                return Ok(r);
+            }
+        }
+        Err(self.failure(resp, subject).await)
+    }
+}
+
+/// Reads the body, or None if it is longer than `max`.
+async fn read_limited(
+    host: &Host,
+    resp: reqwest::Response,
+    max: u64,
+    subject: &str,
+) -> Result<Option<Vec<u8>>, RegistryError> {
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| super::classify::from_reqwest(&e, &host.ctx(subject)))?;
+        if (buf.len() + chunk.len()) as u64 > max {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf))
 }
 
 /// The manifest's media type: its own `mediaType` field (always present in Docker schema 2,
@@ -102,34 +206,18 @@ pub async fn fetch_blob(
     if desc.size > max {
         return Err(too_large());
     }
-    let buf = with_retries(regs.progress(), &format!("fetching {subject}"), || async {
-        let host = regs.host(image.registry()).await?;
-        let oref = host.oci_ref_digest(image, &desc.digest);
-        host.authorize(&oref, RegistryOperation::Pull).await?;
-        let ld = LayerDescriptor {
-            digest: desc.digest.as_str(),
-            urls: &desc.urls,
-        };
-        let mut stream = host
-            .client
-            .pull_blob_stream(&oref, &ld)
-            .await
-            .map_err(|e| host.error(e, &subject))?;
-        if stream.content_length.is_some_and(|n| n > max) {
-            return Err(too_large());
-        }
-        let mut buf = Vec::with_capacity(usize::try_from(desc.size).unwrap_or(0));
-        while let Some(chunk) = stream.next().await {
-            let chunk =
-                chunk.map_err(|e| host.error(OciDistributionError::IoError(e), &subject))?;
-            if (buf.len() + chunk.len()) as u64 > max {
+    let buf = regs
+        .retry(&format!("fetching {subject}"), || async {
+            let host = regs.host(image.registry()).await?;
+            let resp = host.get_blob(image.repository(), desc, &subject).await?;
+            if resp.content_length().is_some_and(|n| n > max) {
                 return Err(too_large());
             }
-            buf.extend_from_slice(&chunk);
-        }
-        Ok(buf)
-    })
-    .await?;
+            read_limited(&host, resp, max, &subject)
+                .await?
+                .ok_or_else(too_large)
+        })
+        .await?;
     verify(&subject, desc, buf.len() as u64, Digest::of(&buf))?;
     Ok(buf)
 }
@@ -145,22 +233,11 @@ pub async fn download_blob(
         path: dest.to_path_buf(),
         source,
     };
-    let result = with_retries(
-        regs.progress(),
-        &format!("downloading {subject}"),
-        || async {
+    let result = regs
+        .retry(&format!("downloading {subject}"), || async {
             let host = regs.host(image.registry()).await?;
-            let oref = host.oci_ref_digest(image, &desc.digest);
-            host.authorize(&oref, RegistryOperation::Pull).await?;
-            let ld = LayerDescriptor {
-                digest: desc.digest.as_str(),
-                urls: &desc.urls,
-            };
-            let mut stream = host
-                .client
-                .pull_blob_stream(&oref, &ld)
-                .await
-                .map_err(|e| host.error(e, &subject))?;
+            let resp = host.get_blob(image.repository(), desc, &subject).await?;
+            let mut stream = resp.bytes_stream();
             let transfer = regs
                 .progress()
                 .transfer(&short_digest(&desc.digest), desc.size);
@@ -170,17 +247,14 @@ pub async fn download_blob(
             let mut size = 0u64;
             while let Some(chunk) = stream.next().await {
                 let chunk =
-                    chunk.map_err(|e| host.error(OciDistributionError::IoError(e), &subject))?;
+                    chunk.map_err(|e| super::classify::from_reqwest(&e, &host.ctx(&subject)))?;
                 hasher.update(&chunk);
                 size += chunk.len() as u64;
                 if size > desc.size {
-                    return Err(RegistryError::Protocol {
-                        registry: host.name.clone(),
-                        reason: format!(
-                            "{subject}: more than the {} bytes its descriptor says",
-                            desc.size
-                        ),
-                    });
+                    return Err(host.protocol(format!(
+                        "{subject}: more than the {} bytes its descriptor says",
+                        desc.size
+                    )));
                 }
                 file.write_all(&chunk).await.map_err(io)?;
                 transfer.inc(chunk.len() as u64);
@@ -189,9 +263,8 @@ pub async fn download_blob(
             file.sync_all().await.map_err(io)?;
             transfer.finish();
             Ok((size, Digest::from_sha256(&hasher.finalize())))
-        },
-    )
-    .await;
+        })
+        .await;
     let checked = result.and_then(|(size, digest)| verify(&subject, desc, size, digest));
     if checked.is_err() {
         // Never leave a partial or wrong blob where the caller would rename it into a cache.

@@ -1,29 +1,28 @@
 //! Pushing: blobs (HEAD → upload, or HEAD → mount → cross-registry stream) and manifests.
 //!
-//! Uploads are monolithic PUTs with a known size, streamed from the file or the source
-//! registry, so memory stays bounded whatever the blob size. Each retry starts with a HEAD,
-//! so a commit that succeeded but whose answer was lost is not uploaded twice.
+//! Every try of a blob push starts with a `HEAD`, so a commit that succeeded but whose
+//! answer was lost (a timed-out `PUT`, a reset) is found there and not uploaded twice.
+//! Only 404 means absent: any other failed `HEAD` is an error. Memory stays bounded: a file
+//! is streamed, a cross-registry copy streams the source's `GET` into the upload.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt as _};
-use oci_client::RegistryOperation;
-use oci_client::client::LayerDescriptor;
-use oci_client::errors::OciDistributionError;
+use futures::{FutureExt as _, StreamExt as _};
+use reqwest::Method;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use tokio::io::AsyncReadExt as _;
 
 use super::client::Host;
-use super::retry::with_retries;
+use super::upload::{BlobRef, ByteStream, Started};
+use super::wire::header;
 use super::{BlobOutcome, Registries, RegistryError, short_digest};
 use crate::image::{Descriptor, Digest, Reference};
 use crate::progress::Transfer;
 
-/// Read size for streaming a file into a PUT body.
-const CHUNK: usize = 256 * 1024;
-
-type BodyStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, OciDistributionError>> + Send>>;
+/// Read size for streaming a file into a request body.
+const READ_SIZE: usize = 256 * 1024;
 
 /// Where an upload's bytes come from.
 #[derive(Clone, Copy)]
@@ -39,31 +38,46 @@ pub async fn push_blob(
     body: Body<'_>,
 ) -> Result<BlobOutcome, RegistryError> {
     let subject = format!("{}@{}", target.name(), desc.digest);
-    with_retries(regs.progress(), &format!("pushing {subject}"), || async {
+    if let Body::Bytes(b) = body
+        && b.len() as u64 != desc.size
+    {
+        return Err(size_mismatch(&subject, desc.size, b.len() as u64));
+    }
+    regs.retry(&format!("pushing {subject}"), || async {
         let host = regs.host(target.registry()).await?;
-        let oref = host.oci_ref_digest(target, &desc.digest);
-        host.authorize(&oref, RegistryOperation::Push).await?;
-        if exists(&host, &oref, &desc.digest, &subject).await? {
+        let repo = target.repository();
+        host.authorize(repo, true).await?;
+        if host.blob_exists(repo, &desc.digest, &subject).await? {
             return Ok(BlobOutcome::AlreadyThere);
         }
+        let blob = BlobRef {
+            repo,
+            digest: &desc.digest,
+            size: desc.size,
+            subject: &subject,
+        };
+        let Started::Session(session) = host.start_upload(&blob, None).await? else {
+            return Ok(BlobOutcome::Mounted);
+        };
         let transfer = Arc::new(
             regs.progress()
                 .transfer(&short_digest(&desc.digest), desc.size),
         );
-        let stream: BodyStream = match body {
-            Body::File(path) => file_stream(path, desc.size, transfer.clone()).await?,
-            Body::Bytes(bytes) => {
-                if bytes.len() as u64 != desc.size {
-                    return Err(size_mismatch(&subject, desc.size, bytes.len() as u64));
+        let open = || {
+            let transfer = transfer.clone();
+            async move {
+                match body {
+                    Body::File(path) => file_stream(path, desc.size, transfer).await,
+                    Body::Bytes(bytes) => {
+                        transfer.inc(desc.size);
+                        let one = Bytes::copy_from_slice(bytes);
+                        Ok(futures::stream::iter([Ok(one)]).boxed())
+                    }
                 }
-                transfer.inc(desc.size);
-                Box::pin(futures::stream::iter([Ok(Bytes::copy_from_slice(bytes))]))
             }
+            .boxed()
         };
-        host.client
-            .push_blob_stream(&oref, stream, desc.digest.as_str(), Some(desc.size))
-            .await
-            .map_err(|e| host.error(e, &subject))?;
+        host.upload(session, &blob, &open).await?;
         transfer.finish();
         Ok(BlobOutcome::Uploaded(desc.size))
     })
@@ -79,88 +93,84 @@ pub async fn copy_blob(
     let subject = format!("{}@{}", target.name(), desc.digest);
     let source_subject = format!("{}@{}", source.name(), desc.digest);
     let same_host = source.registry() == target.registry();
-    with_retries(
-        regs.progress(),
-        &format!("copying {source_subject} to {}", target.name()),
-        || async {
-            let thost = regs.host(target.registry()).await?;
-            let toref = thost.oci_ref_digest(target, &desc.digest);
-            thost.authorize(&toref, RegistryOperation::Push).await?;
-            if exists(&thost, &toref, &desc.digest, &subject).await? {
-                return Ok(BlobOutcome::AlreadyThere);
-            }
-            if same_host && source.repository() != target.repository() {
-                thost.widen_for_mount(&toref, source.repository()).await;
-                let soref = thost.oci_ref_digest(source, &desc.digest);
-                // oci-client expects 201 Created; a registry that will not mount (no access to
-                // the source, unknown blob) answers 202 with a fresh upload session instead
-                // (distribution-spec "Mounting a blob from another repository"), which
-                // oci-client reports as a spec violation. Any failure means "copy it".
-                match thost
-                    .client
-                    .mount_blob(&toref, &soref, desc.digest.as_str())
-                    .await
-                {
-                    Ok(()) => return Ok(BlobOutcome::Mounted),
-                    Err(e) => regs.progress().debug(format_args!(
-                        "{subject}: not mounted from {} ({}); copying",
-                        source.repository(),
-                        super::error::bounded(&e.to_string())
-                    )),
+    let what = format!("copying {source_subject} to {}", target.name());
+    regs.retry(&what, || async {
+        let thost = regs.host(target.registry()).await?;
+        let repo = target.repository();
+        thost.authorize(repo, true).await?;
+        if thost.blob_exists(repo, &desc.digest, &subject).await? {
+            return Ok(BlobOutcome::AlreadyThere);
+        }
+        let blob = BlobRef {
+            repo,
+            digest: &desc.digest,
+            size: desc.size,
+            subject: &subject,
+        };
+        let mount_from = (same_host && source.repository() != repo).then(|| source.repository());
+        if let Some(from) = mount_from {
+            thost.widen_for_mount(repo, from).await;
+        }
+        // A registry that will not mount (no access to the source, unknown blob) answers
+        // 202 with a fresh upload session, which the copy then uses.
+        let session = match thost.start_upload(&blob, mount_from).await {
+            Ok(Started::Mounted) => return Ok(BlobOutcome::Mounted),
+            Ok(Started::Session(s)) => s,
+            Err(e) if mount_from.is_some() && !e.is_transient() => {
+                regs.progress().debug(format_args!(
+                    "{subject}: not mounted ({}); copying",
+                    e.summary()
+                ));
+                match thost.start_upload(&blob, None).await? {
+                    Started::Session(s) => s,
+                    Started::Mounted => return Ok(BlobOutcome::Mounted),
                 }
             }
-            let shost = regs.host(source.registry()).await?;
-            let soref = shost.oci_ref_digest(source, &desc.digest);
-            shost.authorize(&soref, RegistryOperation::Pull).await?;
-            let ld = LayerDescriptor {
-                digest: desc.digest.as_str(),
-                urls: &desc.urls,
-            };
-            let pulled = shost
-                .client
-                .pull_blob_stream(&soref, &ld)
-                .await
-                .map_err(|e| shost.error(e, &source_subject))?;
-            // A failure of the source stream surfaces as a failed PUT on the target; keep the
-            // source's own error so it is reported (and classified) as what it is.
-            let source_error: Arc<Mutex<Option<RegistryError>>> = Arc::default();
-            let transfer = Arc::new(
-                regs.progress()
-                    .transfer(&short_digest(&desc.digest), desc.size),
-            );
-            let stream: BodyStream = {
-                let slot = source_error.clone();
-                let shost = shost.clone();
-                let subject = source_subject.clone();
-                let transfer = transfer.clone();
-                Box::pin(pulled.map(move |chunk| match chunk {
-                    Ok(b) => {
-                        transfer.inc(b.len() as u64);
-                        Ok(b)
-                    }
-                    Err(e) => {
-                        let err = shost.error(OciDistributionError::IoError(e), &subject);
-                        let msg = err.to_string();
-                        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
-                        Err(OciDistributionError::GenericError(Some(msg)))
-                    }
-                }))
-            };
-            let pushed = thost
-                .client
-                .push_blob_stream(&toref, stream, desc.digest.as_str(), Some(desc.size))
-                .await;
-            if let Err(e) = pushed {
-                let from_source = source_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take();
-                return Err(from_source.unwrap_or_else(|| thost.error(e, &subject)));
+            Err(e) => return Err(e),
+        };
+        let shost = regs.host(source.registry()).await?;
+        shost.authorize(source.repository(), false).await?;
+        // A failure of the source stream surfaces as a failed upload on the target; keep
+        // the source's own error so it is reported (and classified) as what it is.
+        let source_error: Arc<Mutex<Option<RegistryError>>> = Arc::default();
+        let transfer = Arc::new(
+            regs.progress()
+                .transfer(&short_digest(&desc.digest), desc.size),
+        );
+        let open = || {
+            let (shost, slot, transfer) = (shost.clone(), source_error.clone(), transfer.clone());
+            let subject = source_subject.clone();
+            async move {
+                let resp = shost.get_blob(source.repository(), desc, &subject).await?;
+                let stream: ByteStream = resp
+                    .bytes_stream()
+                    .map(move |chunk| match chunk {
+                        Ok(b) => {
+                            transfer.inc(b.len() as u64);
+                            Ok(b)
+                        }
+                        Err(e) => {
+                            let err = super::classify::from_reqwest(&e, &shost.ctx(&subject));
+                            let msg = err.to_string();
+                            *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(err);
+                            Err(std::io::Error::other(msg))
+                        }
+                    })
+                    .boxed();
+                Ok(stream)
             }
-            transfer.finish();
-            Ok(BlobOutcome::Uploaded(desc.size))
-        },
-    )
+            .boxed()
+        };
+        if let Err(e) = thost.upload(session, &blob, &open).await {
+            let from_source = source_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            return Err(from_source.unwrap_or(e));
+        }
+        transfer.finish();
+        Ok(BlobOutcome::Uploaded(desc.size))
+    })
     .await
 }
 
@@ -182,78 +192,70 @@ pub async fn push_manifest(
             actual: digest.to_string(),
         });
     }
-    let content_type = reqwest::header::HeaderValue::from_str(media_type).map_err(|_| {
-        RegistryError::Protocol {
-            registry: target.registry().to_string(),
-            reason: format!("invalid media type {media_type:?}"),
-        }
-    })?;
     let body = Bytes::copy_from_slice(bytes);
-    let location = with_retries(
-        regs.progress(),
-        &format!("pushing manifest {subject}"),
-        || async {
-            let host = regs.host(target.registry()).await?;
-            let oref = match target.tag() {
-                Some(tag) => oci_client::Reference::with_tag(
-                    host.name.clone(),
-                    target.repository().to_string(),
-                    tag.to_string(),
-                ),
-                None => host.oci_ref_digest(target, &digest),
-            };
-            host.authorize(&oref, RegistryOperation::Push).await?;
-            // Run in a task: oci-client's workaround for registries that send no Location
-            // (ECR) `expect`s the URL to end in the tag, which panics for a push by digest.
-            // A task turns that panic into an error instead of aborting the build.
-            let client = host.client.clone();
-            let (body, ct) = (body.clone(), content_type.clone());
-            let joined =
-                tokio::spawn(async move { client.push_manifest_raw(&oref, body, ct).await }).await;
-            match joined {
-                Ok(Ok(location)) => Ok(location),
-                Ok(Err(e)) => Err(host.error(e, &subject)),
-                Err(_) => Err(RegistryError::Protocol {
-                    registry: host.name.clone(),
-                    reason: "the registry sent no Location for the pushed manifest".into(),
-                }),
-            }
-        },
-    )
-    .await?;
-    // The spec's Location for a manifest is `/v2/<name>/manifests/<digest>`; oci-client
-    // does not expose the Docker-Content-Digest header, so this is the digest we can check.
-    if let Some(returned) = digest_in(&location)
-        && returned != digest
-    {
-        return Err(RegistryError::DigestMismatch {
-            what: format!("manifest pushed to {subject} (registry's digest)"),
-            expected: digest.to_string(),
-            actual: returned.to_string(),
-        });
+    regs.retry(&format!("pushing manifest {subject}"), || async {
+        let host = regs.host(target.registry()).await?;
+        let repo = target.repository();
+        host.authorize(repo, true).await?;
+        let reference = match target.tag() {
+            Some(tag) => tag.to_string(),
+            None => digest.to_string(),
+        };
+        let url = host.url(&format!("{repo}/manifests/{reference}"))?;
+        let rb = host
+            .request(Method::PUT, url, repo, true)
+            .await?
+            .header(CONTENT_TYPE, media_type)
+            .header(CONTENT_LENGTH, body.len())
+            .body(body.clone());
+        let resp = host.send(rb, &subject).await?;
+        if !resp.status().is_success() {
+            return Err(host.failure(resp, &subject).await);
+        }
+        // The registry's digest: Docker-Content-Digest, else the one in the Location
+        // (`/v2/<name>/manifests/<digest>`).
+        let returned = header(&resp, "docker-content-digest")
+            .and_then(|d| Digest::parse(d).ok())
+            .or_else(|| header(&resp, "location").and_then(digest_in));
+        match returned {
+            Some(r) if r != digest => Err(RegistryError::DigestMismatch {
+                what: format!("manifest pushed to {subject} (registry's digest)"),
+                expected: digest.to_string(),
+                actual: r.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    })
+    .await
+}
+
+impl Host {
+    /// `HEAD /v2/<repo>/blobs/<digest>`: 2xx (or a redirect to storage) means present,
+    /// 404 absent; anything else is an error, never "absent".
+    pub(super) async fn blob_exists(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        subject: &str,
+    ) -> Result<bool, RegistryError> {
+        let url = self.url(&format!("{repo}/blobs/{digest}"))?;
+        let rb = self.request(Method::HEAD, url, repo, true).await?;
+        let resp = self.send(rb, subject).await?;
+        match resp.status().as_u16() {
+            200..=299 | 301 | 302 | 303 | 307 | 308 => Ok(true),
+            404 => Ok(false),
+            _ => Err(self.failure(resp, subject).await),
+        }
     }
-    Ok(())
 }
 
-/// HEAD; only 404 means absent — any other failure is an error, never "absent".
-async fn exists(
-    host: &Host,
-    oref: &oci_client::Reference,
-    digest: &Digest,
-    subject: &str,
-) -> Result<bool, RegistryError> {
-    host.client
-        .blob_exists(oref, digest.as_str())
-        .await
-        .map_err(|e| host.error(e, subject))
-}
-
-/// Streams `path` in [`CHUNK`]s; the size is checked first because the PUT announces it.
+/// Streams `path` in [`READ_SIZE`] pieces; the size is checked first because the upload
+/// announces it.
 async fn file_stream(
     path: &Path,
     size: u64,
     transfer: Arc<Transfer>,
-) -> Result<BodyStream, RegistryError> {
+) -> Result<ByteStream, RegistryError> {
     let io = |source| RegistryError::Io {
         path: path.to_path_buf(),
         source,
@@ -266,11 +268,8 @@ async fn file_stream(
     let stream = futures::stream::try_unfold(file, move |mut file| {
         let transfer = transfer.clone();
         async move {
-            let mut buf = vec![0u8; CHUNK];
-            let n = file
-                .read(&mut buf)
-                .await
-                .map_err(OciDistributionError::IoError)?;
+            let mut buf = vec![0u8; READ_SIZE];
+            let n = file.read(&mut buf).await?;
             if n == 0 {
                 return Ok(None);
             }
@@ -279,7 +278,7 @@ async fn file_stream(
             Ok(Some((Bytes::from(buf), file)))
         }
     });
-    Ok(Box::pin(stream))
+    Ok(stream.boxed())
 }
 
 fn size_mismatch(what: &str, expected: u64, actual: u64) -> RegistryError {
@@ -313,11 +312,79 @@ mod tests {
         assert_eq!(digest_in("http://h/v2/a/manifests/sha256:abc"), None);
     }
 
+    /// A registry answering `/v2/` with 200 and every blob HEAD with `status`; records the
+    /// request lines it saw.
+    async fn head_fails_with(status: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = l.local_addr().unwrap().to_string();
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut s = tokio::io::BufReader::new(s);
+                    let mut line = String::new();
+                    while s.read_line(&mut line).await.unwrap_or(0) > 0 {
+                        let request = line.trim().to_string();
+                        loop {
+                            let mut h = String::new();
+                            if s.read_line(&mut h).await.unwrap_or(0) == 0 || h.trim().is_empty() {
+                                break;
+                            }
+                        }
+                        let reply = if request.starts_with("GET /v2/ ") {
+                            "200 OK"
+                        } else {
+                            status
+                        };
+                        log.lock().unwrap().push(request);
+                        let out = format!("HTTP/1.1 {reply}\r\nContent-Length: 0\r\n\r\n");
+                        if s.get_mut().write_all(out.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        line.clear();
+                    }
+                });
+            }
+        });
+        (host, seen)
+    }
+
+    #[tokio::test]
+    async fn head_errors_other_than_404_are_not_absent() {
+        for (status, transient) in [("403 Forbidden", false), ("500 Oops", true)] {
+            let (host, seen) = head_fails_with(status).await;
+            let tuning = crate::registry::tuning::Tuning {
+                retry_base: std::time::Duration::from_millis(1),
+                ..Default::default()
+            };
+            let regs = Registries::with_tuning(
+                Default::default(),
+                crate::progress::Progress::silent(),
+                vec![],
+                tuning,
+            )
+            .unwrap();
+            let target = Reference::parse(&format!("{host}/r:v1")).unwrap();
+            let bytes = b"config";
+            let desc = Descriptor::new("x", Digest::of(bytes), bytes.len() as u64);
+            let err = regs
+                .push_blob_bytes(&target, &desc, bytes)
+                .await
+                .unwrap_err();
+            assert_eq!(err.is_transient(), transient, "{err}");
+            let seen = seen.lock().unwrap().clone();
+            assert!(seen.iter().all(|r| !r.starts_with("POST")), "{seen:?}");
+        }
+    }
+
     #[tokio::test]
     async fn file_stream_checks_size_and_streams() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("blob");
-        let data: Vec<u8> = (0..CHUNK * 2 + 17).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..READ_SIZE * 2 + 17).map(|i| (i % 251) as u8).collect();
         std::fs::write(&p, &data).unwrap();
         let t = Arc::new(crate::progress::Progress::silent().transfer("x", 0));
         assert!(file_stream(&p, 5, t.clone()).await.is_err());

@@ -1,11 +1,11 @@
 //! Bounded retries with exponential backoff for transient registry failures (resets,
 //! timeouts, 408/429/5xx). Each try redoes the whole operation from the start — a fresh
-//! upload session, the blob re-read from its file — since a half-sent body cannot be
-//! resumed without the chunked protocol.
+//! upload session, the blob re-read from its file (or the source registry).
 //!
-//! `Retry-After` is not honoured: oci-client turns error responses into
-//! `ServerError { code, message }` and drops the headers. The backoff (1 s, 2 s, 4 s,
-//! jittered) covers the short outages such headers usually announce.
+//! The delay is the backoff (base 1 s, `OCIBUILD_RETRY_BASE_MS`, doubled per retry,
+//! capped at 8 s, jittered) or the registry's `Retry-After` when that is longer (itself
+//! capped at 30 s). With the defaults an operation gives up after about 7–9 s of waiting
+//! plus its own time, so a registry that stays away fails the run well within a minute.
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,24 +15,12 @@ use crate::progress::Progress;
 
 /// Total tries per operation, the first included.
 pub const TRIES: u32 = 4;
-const BASE_DELAY: Duration = Duration::from_secs(1);
 const MAX_DELAY: Duration = Duration::from_secs(8);
 
 /// Runs `op` until it succeeds, fails with a non-transient error, or has been tried
-/// [`TRIES`] times. `what` names the operation in the warning printed before each retry.
-pub async fn with_retries<T, F, Fut>(
-    progress: &Progress,
-    what: &str,
-    op: F,
-) -> Result<T, RegistryError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, RegistryError>>,
-{
-    run(progress, what, BASE_DELAY, op).await
-}
-
-async fn run<T, F, Fut>(
+/// [`TRIES`] times, waiting `base`, 2×`base`, … (or `Retry-After`) in between. `what`
+/// names the operation in the warning printed before each retry.
+pub async fn run<T, F, Fut>(
     progress: &Progress,
     what: &str,
     base: Duration,
@@ -47,7 +35,8 @@ where
         match op().await {
             Ok(v) => return Ok(v),
             Err(e) if e.is_transient() && attempt < TRIES => {
-                let wait = delay(base, attempt);
+                let backoff = delay(base, attempt);
+                let wait = e.retry_after().map_or(backoff, |r| r.max(backoff));
                 progress.warn(format_args!(
                     "{what}: {}; retrying in {:.1}s ({attempt}/{})",
                     e.summary(),
@@ -88,6 +77,7 @@ mod tests {
             registry: "r".into(),
             status: 503,
             reason: "unavailable".into(),
+            retry_after: None,
         }
     }
 
@@ -133,9 +123,30 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
+    #[tokio::test]
+    async fn retry_after_is_honoured() {
+        let calls = AtomicU32::new(0);
+        let started = std::time::Instant::now();
+        let r = run(&Progress::silent(), "x", FAST, || async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(RegistryError::Server {
+                    registry: "r".into(),
+                    status: 503,
+                    reason: "busy".into(),
+                    retry_after: Some(Duration::from_millis(300)),
+                })
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+        assert!(r.is_ok());
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
+
     #[test]
     fn delays_grow_and_cap() {
-        let d = |n| delay(BASE_DELAY, n);
+        let d = |n| delay(Duration::from_secs(1), n);
         assert!(d(1) >= Duration::from_secs(1) && d(1) < Duration::from_millis(1300));
         assert!(d(3) >= Duration::from_secs(4));
         assert!(d(10) <= MAX_DELAY.mul_f64(1.25));

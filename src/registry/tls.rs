@@ -1,15 +1,18 @@
 //! TLS trust per registry host: system roots plus `--ca-cert` files plus the host's
 //! `certs.d` directories (`/etc/docker/certs.d/<host:port>/*.crt`,
-//! `/etc/containers/certs.d/<host:port>/*.crt`), and `--insecure-registry` matching.
+//! `/etc/containers/certs.d/<host:port>/*.crt`), client certificates for mTLS from the
+//! same directories (`<name>.cert` + `<name>.key`, as Docker reads them), and
+//! `--insecure-registry` matching.
 //!
 //! `OCIBUILD_CERTS_D` (a `:`-separated list of directories) replaces the two default
 //! certs.d roots; tests use it to avoid writing under /etc.
 
 use std::path::{Path, PathBuf};
 
-use oci_client::client::{Certificate, CertificateEncoding};
-
 use super::RegistryError;
+
+/// A trusted certificate, DER-encoded.
+pub type Der = Vec<u8>;
 
 /// Docker's and podman's per-host CA directories.
 pub const DEFAULT_CERTS_D: [&str; 2] = ["/etc/docker/certs.d", "/etc/containers/certs.d"];
@@ -20,8 +23,8 @@ pub const CERTS_D_ENV: &str = "OCIBUILD_CERTS_D";
 /// Trust settings shared by every host of a run.
 #[derive(Clone, Debug)]
 pub struct Trust {
-    /// Parsed `--ca-cert` files (each may hold several PEM certificates).
-    global: Vec<Certificate>,
+    /// Certificates of the `--ca-cert` files (each may hold several PEM certificates).
+    global: Vec<Der>,
     certs_d: Vec<PathBuf>,
     insecure: Vec<String>,
 }
@@ -64,8 +67,60 @@ impl Trust {
 
     /// Extra roots for `host`: the global ones plus `*.crt` from its certs.d directories.
     /// A missing directory is normal; an unreadable or malformed file is an error.
-    pub fn roots_for(&self, host: &str) -> Result<Vec<Certificate>, RegistryError> {
+    pub fn roots_for(&self, host: &str) -> Result<Vec<Der>, RegistryError> {
         let mut roots = self.global.clone();
+        for f in self.host_files(host, "crt")? {
+            roots.extend(read_cert_file(&f)?);
+        }
+        Ok(roots)
+    }
+
+    /// The client certificate for `host` (mTLS): the first `<name>.cert` in its certs.d
+    /// directories with its `<name>.key`, as one PEM (key + certificate chain). A
+    /// certificate without its key, or a key without its certificate, is an error, as in
+    /// Docker.
+    pub fn identity_for(&self, host: &str) -> Result<Option<Vec<u8>>, RegistryError> {
+        if let Some(cert) = self.host_files(host, "cert")?.into_iter().next() {
+            let key = cert.with_extension("key");
+            let bad = |path: &Path, reason: &str| RegistryError::CaCert {
+                path: path.to_path_buf(),
+                reason: reason.to_string(),
+            };
+            if !key.is_file() {
+                return Err(bad(&cert, "client certificate without its .key file"));
+            }
+            let read = |p: &Path| {
+                std::fs::read(p).map_err(|source| RegistryError::Io {
+                    path: p.to_path_buf(),
+                    source,
+                })
+            };
+            let mut pem = read(&key)?;
+            pem.push(b'\n');
+            pem.extend(read(&cert)?);
+            reqwest::Identity::from_pem(&pem).map_err(|_| {
+                bad(
+                    &cert,
+                    "not a PEM client certificate with a matching PEM key",
+                )
+            })?;
+            return Ok(Some(pem));
+        }
+        for key in self.host_files(host, "key")? {
+            if !key.with_extension("cert").is_file() {
+                return Err(RegistryError::CaCert {
+                    path: key,
+                    reason: "client key without its .cert file".into(),
+                });
+            }
+        }
+        Ok(None)
+    }
+
+    /// `*.<ext>` in `host`'s certs.d directories, sorted per directory. A missing or
+    /// unreadable directory is normal (certs.d under /etc is often root-only).
+    fn host_files(&self, host: &str, ext: &str) -> Result<Vec<PathBuf>, RegistryError> {
+        let mut out = Vec::new();
         for root in &self.certs_d {
             let dir = root.join(host);
             let entries = match std::fs::read_dir(&dir) {
@@ -77,27 +132,13 @@ impl Trust {
             let mut files: Vec<PathBuf> = entries
                 .filter_map(Result::ok)
                 .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "crt"))
+                .filter(|p| p.extension().is_some_and(|x| x == ext))
                 .collect();
             files.sort();
-            for f in files {
-                roots.extend(read_cert_file(&f)?);
-            }
+            out.extend(files);
         }
-        Ok(roots)
+        Ok(out)
     }
-}
-
-/// The DER encoding of every certificate in `roots` (for pinning, see `probe.rs`).
-pub fn ders(roots: &[Certificate]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for c in roots {
-        match c.encoding {
-            CertificateEncoding::Der => out.push(c.data.clone()),
-            CertificateEncoding::Pem => out.extend(pem_certificates(&c.data)),
-        }
-    }
-    out
 }
 
 /// Decodes the `CERTIFICATE` blocks of a PEM file (RFC 7468); other blocks are skipped.
@@ -125,7 +166,7 @@ fn pem_certificates(data: &[u8]) -> Vec<Vec<u8>> {
 
 /// Reads a PEM (one or more certificates) or DER certificate file, checking it parses so
 /// the error names the file instead of surfacing later as a client build failure.
-fn read_cert_file(path: &Path) -> Result<Vec<Certificate>, RegistryError> {
+fn read_cert_file(path: &Path) -> Result<Vec<Der>, RegistryError> {
     let data = std::fs::read(path).map_err(|source| RegistryError::Io {
         path: path.to_path_buf(),
         source,
@@ -136,21 +177,16 @@ fn read_cert_file(path: &Path) -> Result<Vec<Certificate>, RegistryError> {
     };
     let is_pem = data.windows(11).any(|w| w == b"-----BEGIN ");
     if is_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(&data)
+        reqwest::Certificate::from_pem_bundle(&data)
             .map_err(|_| bad("not a valid PEM certificate"))?;
+        let certs = pem_certificates(&data);
         if certs.is_empty() {
             return Err(bad("no CERTIFICATE block in the file"));
         }
-        Ok(vec![Certificate {
-            encoding: CertificateEncoding::Pem,
-            data,
-        }])
+        Ok(certs)
     } else if data.first() == Some(&0x30) {
         // DER starts with a SEQUENCE tag; full validation happens when the client is built.
-        Ok(vec![Certificate {
-            encoding: CertificateEncoding::Der,
-            data,
-        }])
+        Ok(vec![data])
     } else {
         Err(bad("neither PEM nor DER"))
     }
@@ -244,15 +280,30 @@ mod tests {
     }
 
     #[test]
+    fn client_certificates() {
+        let root = tempfile::tempdir().unwrap();
+        let t = Trust::new(&[], &[], vec![root.path().to_path_buf()]).unwrap();
+        assert!(t.identity_for("reg:5000").unwrap().is_none());
+        let dir = root.path().join("reg:5000");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("client.cert"), pem()).unwrap();
+        let err = t.identity_for("reg:5000").unwrap_err().to_string();
+        assert!(err.contains("client.cert") && err.contains(".key"), "{err}");
+        std::fs::write(dir.join("client.key"), "not a key").unwrap();
+        assert!(matches!(
+            t.identity_for("reg:5000"),
+            Err(RegistryError::CaCert { .. })
+        ));
+        std::fs::remove_file(dir.join("client.cert")).unwrap();
+        let err = t.identity_for("reg:5000").unwrap_err().to_string();
+        assert!(err.contains("client.key") && err.contains(".cert"), "{err}");
+    }
+
+    #[test]
     fn pem_to_der() {
         let two = format!("junk\n{}{}", pem(), pem());
         let certs = pem_certificates(two.as_bytes());
         assert_eq!(certs, vec![vec![0x30u8, 0x03, 0x02, 0x01, 0x00]; 2]);
-        let der = Certificate {
-            encoding: CertificateEncoding::Der,
-            data: vec![0x30, 0],
-        };
-        assert_eq!(ders(&[der]).len(), 1);
     }
 
     #[test]

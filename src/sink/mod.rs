@@ -103,5 +103,9 @@ pub struct Delivery {
     pub bytes_uploaded: u64,
     pub blobs_uploaded: usize,
     pub blobs_mounted: usize,
+    /// Size of the mounted blobs (they were not transferred).
+    pub bytes_mounted: u64,
     pub blobs_skipped: usize,
+    /// Size of the blobs already there (not transferred).
+    pub bytes_skipped: u64,
 }

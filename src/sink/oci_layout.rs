@@ -91,6 +91,7 @@ pub fn write_local(
             delivery.bytes_uploaded += blob.descriptor.size;
         } else {
             delivery.blobs_skipped += 1;
+            delivery.bytes_skipped += blob.descriptor.size;
         }
     }
 

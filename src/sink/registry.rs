@@ -5,6 +5,9 @@
 //! Blobs are HEAD-checked, then uploaded from the cache (`BlobSource::File`), from memory
 //! (`Bytes`), or mounted/streamed from the base image's repository (`Remote`) without
 //! touching disk. Bounded concurrency is `Registries::jobs()`.
+//!
+//! A no-op rebuild costs one `HEAD` per target: when every target's tag already resolves
+//! to the artifact's digest, nothing else is sent.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,7 +16,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use super::{Artifact, Blob, BlobSource, Delivery, SinkError};
 use crate::image::{Digest, Reference};
 use crate::progress::{Progress, human_bytes};
-use crate::registry::{BlobOutcome, Registries, short_digest};
+use crate::registry::{BlobOutcome, ErrorKind, Registries, short_digest};
 
 /// Pushes `artifact` to `target`: blobs, then (for an index) each image manifest by
 /// digest, then the top-level manifest under `target`'s tag (or by digest when it has only
@@ -33,7 +36,8 @@ pub async fn push(
 /// first; only then is the top-level manifest PUT under each target's tag (or by digest
 /// for a digest-only target). Any failure before that returns early, so no tag is written
 /// for an incomplete push. Targets in the same repository share one blob push. The
-/// returned [`Delivery`] sums all destinations.
+/// returned [`Delivery`] sums all destinations. When every target already resolves to the
+/// artifact's digest, nothing is pushed and every blob counts as skipped.
 pub async fn push_all(
     artifact: &Artifact,
     targets: &[Reference],
@@ -63,6 +67,19 @@ pub async fn push_all(
             repos.push(t);
         }
     }
+    if all_current(artifact, targets, registries, progress).await? {
+        let blobs: HashMap<&Digest, u64> = artifact
+            .images()
+            .iter()
+            .flat_map(|i| i.layers.iter().chain(std::iter::once(&i.config)))
+            .map(|b| (&b.descriptor.digest, b.descriptor.size))
+            .collect();
+        return Ok(Delivery {
+            blobs_skipped: blobs.len() * repos.len(),
+            bytes_skipped: blobs.values().sum::<u64>() * repos.len() as u64,
+            ..Delivery::default()
+        });
+    }
     let several = repos.len() > 1;
     let mut delivery = Delivery::default();
     for (i, repo) in repos.iter().enumerate() {
@@ -76,7 +93,9 @@ pub async fn push_all(
         delivery.bytes_uploaded += d.bytes_uploaded;
         delivery.blobs_uploaded += d.blobs_uploaded;
         delivery.blobs_mounted += d.blobs_mounted;
+        delivery.bytes_mounted += d.bytes_mounted;
         delivery.blobs_skipped += d.blobs_skipped;
+        delivery.bytes_skipped += d.bytes_skipped;
     }
     let bytes: &[u8] = match artifact {
         Artifact::Image(i) => &i.manifest,
@@ -89,6 +108,45 @@ pub async fn push_all(
         progress.info(format_args!("pushed {}@{}", tag_name(t), artifact.digest()));
     }
     Ok(delivery)
+}
+
+/// Whether every target's tag (or digest) already resolves to the artifact: one `HEAD`
+/// each. Unreachable, untrusted or refusing registries fail here as the push would; any
+/// other answer just means "push".
+async fn all_current(
+    artifact: &Artifact,
+    targets: &[Reference],
+    registries: &Registries,
+    progress: &Progress,
+) -> Result<bool, SinkError> {
+    for t in targets {
+        match registries.manifest_digest(t).await {
+            Ok(Some(d)) if d == *artifact.digest() => {}
+            Ok(_) => return Ok(false),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::Network | ErrorKind::Tls | ErrorKind::Auth
+                ) =>
+            {
+                return Err(e.into());
+            }
+            Err(e) => {
+                progress.debug(format_args!(
+                    "{t}: cannot look up the current manifest: {e}"
+                ));
+                return Ok(false);
+            }
+        }
+    }
+    for t in targets {
+        progress.info(format_args!(
+            "{} is already {}; nothing to push",
+            tag_name(t),
+            artifact.digest()
+        ));
+    }
+    Ok(true)
 }
 
 /// Blobs of every image, then (for an index) every image manifest by digest, to `repo`.
@@ -126,6 +184,7 @@ async fn push_content(
                     short_digest(&blob.descriptor.digest)
                 ));
                 delivery.blobs_skipped += 1;
+                delivery.bytes_skipped += blob.descriptor.size;
                 continue;
             }
             blobs.push(blob);
@@ -175,14 +234,21 @@ async fn push_content(
         .buffer_unordered(registries.jobs())
         .try_collect()
         .await?;
-    for (_, outcome) in &outcomes {
+    for (blob, outcome) in &outcomes {
+        let size = blob.descriptor.size;
         match outcome {
             BlobOutcome::Uploaded(n) => {
                 delivery.bytes_uploaded += n;
                 delivery.blobs_uploaded += 1;
             }
-            BlobOutcome::Mounted => delivery.blobs_mounted += 1,
-            BlobOutcome::AlreadyThere => delivery.blobs_skipped += 1,
+            BlobOutcome::Mounted => {
+                delivery.blobs_mounted += 1;
+                delivery.bytes_mounted += size;
+            }
+            BlobOutcome::AlreadyThere => {
+                delivery.blobs_skipped += 1;
+                delivery.bytes_skipped += size;
+            }
         }
     }
     if let Artifact::Index { images, .. } = artifact {

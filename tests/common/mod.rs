@@ -339,3 +339,11 @@ pub fn expect_dest_lines(out: &Output, dests: &[&str]) -> Vec<String> {
         })
         .collect()
 }
+pub mod custom_registry;
+pub mod dfcontext;
+pub mod dfdiff;
+pub mod fake_registry;
+pub mod http1;
+pub mod proxy;
+pub mod tls;
+pub mod token;

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Builds app/ into an image on a Node base and pushes it: the swarm example without
+# `docker build` on a manager node. Every setting can be overridden from the environment:
+#
+#   IMAGE=myregistry.com:5000/server ./build.sh
+#   PLATFORM=linux/amd64,linux/arm64 ./build.sh
+set -eu
+cd "$(dirname "$0")"
+
+OCIBUILD=${OCIBUILD:-ocibuild}
+BASE=${BASE:-docker.io/library/node:22-alpine}
+IMAGE=${IMAGE:-localhost:5000/server:latest}
+
+set -- app \
+    --from "$BASE" \
+    --cmd '["node", "/app/server.js"]' \
+    --env NODE_ENV=production \
+    --expose 80 \
+    -t "$IMAGE"
+if [ -n "${PLATFORM:-}" ]; then
+    set -- "$@" --platform "$PLATFORM"
+fi
+exec "$OCIBUILD" "$@"

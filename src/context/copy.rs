@@ -1,0 +1,325 @@
+//! COPY/ADD resolution into a layer, with Docker's semantics: several sources and globs,
+//! directories copy their contents, a destination ending in `/` (or an existing
+//! directory) receives files by name, several sources need a `/` destination, missing
+//! parents are created (0755, owned by `--chown`), `--chmod` applies to every copied file
+//! and directory, `--exclude` and `.dockerignore` filter, `--parents` keeps source paths
+//! (below a `/./` pivot), top-level symlinks are followed inside the root and symlinks
+//! inside directories are kept. ADD extracts local tar archives.
+//!
+//! Used for context copies by the Dockerfile front end and, by the pipeline, for copies
+//! from a stage's or an image's extracted root filesystem.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::archive;
+use super::destfs::{DestFs, Probe, StandardDirs};
+use super::ignore::Ignore;
+use super::source::{Found, clean_source, expand};
+use super::tree::{entry_kind, walk_dir};
+use super::{ContextError, normalize_dest};
+use crate::layer::{EntryKind, LayerEntry, LayerSpec};
+use crate::recipe::{CopySource, CopySpec};
+
+/// Where a COPY reads and what its destination holds.
+pub struct CopyEnv<'a> {
+    /// The source root: the build context or an extracted root filesystem.
+    pub root: &'a Path,
+    /// `root` is a root filesystem (absolute symlinks resolve inside it), not the context.
+    pub rootfs: bool,
+    /// `.dockerignore` rules (context copies only).
+    pub ignore: Option<&'a Ignore>,
+    /// What the image being built already holds.
+    pub dest: &'a dyn DestFs,
+}
+
+/// Resolves `spec` against `root` into a layer. Context sources honour
+/// `<dockerfile>.dockerignore` or else `<root>/.dockerignore`; the destination's contents
+/// are assumed to be a standard Linux base's ([`StandardDirs`]). `owner` is the numeric
+/// `--chown` (names already looked up).
+pub fn resolve(
+    root: &Path,
+    dockerfile: Option<&Path>,
+    spec: &CopySpec,
+    owner: Option<(u64, u64)>,
+) -> Result<LayerSpec, ContextError> {
+    let context = spec.source == CopySource::Context;
+    let ignore = if context {
+        Some(Ignore::for_build(root, dockerfile)?)
+    } else {
+        None
+    };
+    let env = CopyEnv {
+        root,
+        rootfs: !context,
+        ignore: ignore.as_ref(),
+        dest: &StandardDirs,
+    };
+    resolve_with(&env, spec, owner)
+}
+
+/// [`resolve`] with every input explicit.
+pub fn resolve_with(
+    env: &CopyEnv<'_>,
+    spec: &CopySpec,
+    owner: Option<(u64, u64)>,
+) -> Result<LayerSpec, ContextError> {
+    resolve_with_inline(env, spec, owner, &[])
+}
+
+/// [`resolve_with`] plus inline files (heredocs: name and content), placed like file
+/// sources after the others, mode 0644 unless `--chmod`. A spec without any source
+/// creates `dest` itself as a directory (WORKDIR under a `USER` whose name must be
+/// looked up in the image).
+pub fn resolve_with_inline(
+    env: &CopyEnv<'_>,
+    spec: &CopySpec,
+    owner: Option<(u64, u64)>,
+    inline: &[(String, Vec<u8>)],
+) -> Result<LayerSpec, ContextError> {
+    let dest_err = |reason: &str| ContextError::Dest {
+        dest: spec.dest.clone(),
+        reason: reason.to_string(),
+    };
+    if !spec.dest.starts_with('/') {
+        return Err(dest_err("must be an absolute path in the image"));
+    }
+    let dest = normalize_dest(&spec.dest)?;
+    let slash = dest.is_empty() || spec.dest.ends_with('/') || spec.dest.ends_with("/.");
+    let excl =
+        Ignore::new(&spec.exclude).map_err(|reason| dest_err(&format!("--exclude: {reason}")))?;
+    let mut sources: Vec<(Found, Option<String>)> = Vec::new();
+    for s in &spec.sources {
+        if spec.add && is_remote(s) {
+            return Err(ContextError::Remote { url: s.clone() });
+        }
+        let (pivot, pattern) = match s.split_once("/./") {
+            Some((p, rest)) if spec.parents => (Some(clean(p, s)?), format!("{p}/{rest}")),
+            _ => (None, s.clone()),
+        };
+        let cleaned = clean(&pattern, s)?;
+        for f in expand(env.root, &cleaned, env.rootfs, env.ignore, s)? {
+            let keep = spec.parents.then(|| match &pivot {
+                Some(p) if !p.is_empty() => f
+                    .written
+                    .strip_prefix(p.as_str())
+                    .map(|k| k.trim_start_matches('/').to_string())
+                    .unwrap_or_else(|| f.written.clone()),
+                _ => f.written.clone(),
+            });
+            sources.push((f, keep));
+        }
+    }
+    if sources.len() + inline.len() > 1 && !slash {
+        return Err(dest_err(
+            "with more than one source file (or a pattern matching several), the destination must be a directory and end with a /",
+        ));
+    }
+    let mut out = Placer {
+        fs: env.dest,
+        entries: BTreeMap::new(),
+        guessed: Vec::new(),
+        owner: owner.unwrap_or((0, 0)),
+        dest: &spec.dest,
+    };
+    if spec.sources.is_empty() && inline.is_empty() {
+        out.ensure_dir(&dest)?;
+    }
+    for (found, keep) in &sources {
+        let meta = std::fs::metadata(&found.real).map_err(|source| ContextError::Read {
+            path: found.real.clone(),
+            source,
+        })?;
+        let base = match keep {
+            Some(k) => join(&dest, k),
+            None => dest.clone(),
+        };
+        if meta.is_dir() {
+            out.ensure_dir(&base)?;
+            let ignore = env.ignore;
+            let real_rel = found.real_rel.as_str();
+            let excluded = |sub: &str| {
+                excl.is_ignored(sub) || ignore.is_some_and(|ig| ig.is_ignored(&join(real_rel, sub)))
+            };
+            let exceptions = excl.has_exceptions() || ignore.is_some_and(Ignore::has_exceptions);
+            for e in walk_dir(&found.real, &excluded, exceptions)? {
+                let mode = match (&e.kind, spec.chmod) {
+                    (EntryKind::Symlink { .. }, _) | (_, None) => e.mode,
+                    (_, Some(m)) => m,
+                };
+                out.put(join(&base, &e.sub), e.kind, mode);
+            }
+            continue;
+        }
+        let name = found.written.rsplit('/').next().unwrap_or(&found.written);
+        if excl.is_ignored(keep.as_deref().unwrap_or(name)) {
+            continue;
+        }
+        if spec.add
+            && meta.is_file()
+            && let Some(c) = archive::detect(&found.real)?
+        {
+            out.ensure_dir(&base)?;
+            for e in archive::extract(&found.real, c, &base, owner)? {
+                out.entries.insert(e.path.clone(), e);
+            }
+            continue;
+        }
+        let target = if keep.is_some() {
+            base
+        } else if slash || out.probe(&dest) == Probe::Dir {
+            join(&dest, name)
+        } else {
+            dest.clone()
+        };
+        if target.is_empty() {
+            return Err(dest_err("cannot replace the root directory with a file"));
+        }
+        if let Some((parent, _)) = target.rsplit_once('/') {
+            out.ensure_dir(parent)?;
+        }
+        // The source was followed if it is a link; read what it points to.
+        let (kind, mode) = entry_kind(&found.real)?;
+        out.put(target, kind, spec.chmod.unwrap_or(mode));
+    }
+    for (name, bytes) in inline {
+        let target = if slash || out.probe(&dest) == Probe::Dir {
+            join(&dest, name)
+        } else {
+            dest.clone()
+        };
+        if let Some((parent, _)) = target.rsplit_once('/') {
+            out.ensure_dir(parent)?;
+        }
+        out.put(
+            target,
+            EntryKind::Inline(bytes.clone()),
+            spec.chmod.unwrap_or(0o644),
+        );
+    }
+    out.drop_guessed_parents();
+    Ok(LayerSpec {
+        entries: out.entries.into_values().collect(),
+        created_by: spec.created_by.clone(),
+    })
+}
+
+fn clean(s: &str, shown: &str) -> Result<String, ContextError> {
+    clean_source(s).map_err(|o| ContextError::SourceOutside {
+        name: shown.to_string(),
+        reason: o.0,
+    })
+}
+
+/// `http://`, `https://` and git sources (ADD only).
+pub fn is_remote(s: &str) -> bool {
+    let l = s.to_ascii_lowercase();
+    l.starts_with("http://") || l.starts_with("https://") || l.starts_with("git@")
+}
+
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}/{b}"),
+    }
+}
+
+/// Collects the layer's entries; later entries replace earlier ones at the same path.
+struct Placer<'a> {
+    fs: &'a dyn DestFs,
+    entries: BTreeMap<String, LayerEntry>,
+    /// Directories created although the base may already have them (its contents are not
+    /// known): see [`Placer::drop_guessed_parents`].
+    guessed: Vec<String>,
+    owner: (u64, u64),
+    dest: &'a str,
+}
+
+impl Placer<'_> {
+    fn probe(&self, path: &str) -> Probe {
+        match self.entries.get(path) {
+            Some(LayerEntry {
+                kind: EntryKind::Dir,
+                ..
+            }) => Probe::Dir,
+            Some(_) => Probe::NotDir,
+            None => self.fs.probe(path),
+        }
+    }
+
+    /// Makes sure `path` and its parents are directories, creating the missing ones
+    /// (0755, `--chown` owner); existing ones are left alone.
+    fn ensure_dir(&mut self, path: &str) -> Result<(), ContextError> {
+        let mut acc = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            if !acc.is_empty() {
+                acc.push('/');
+            }
+            acc.push_str(part);
+            match self.probe(&acc) {
+                Probe::Dir => {}
+                Probe::NotDir => {
+                    return Err(ContextError::Dest {
+                        dest: self.dest.to_string(),
+                        reason: format!("/{acc} exists and is not a directory"),
+                    });
+                }
+                Probe::Missing => self.put(acc.clone(), EntryKind::Dir, 0o755),
+                Probe::Unknown => {
+                    self.put(acc.clone(), EntryKind::Dir, 0o755);
+                    self.guessed.push(acc.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes root-owned 0755 directories made for paths the base may already have,
+    /// when other entries of the layer lie below them. An entry would replace the base's
+    /// directory (say `/home/app`, 0750 and owned by `app`), while without it every layer
+    /// extractor (containerd, Docker, containers/storage, umoci) keeps an existing parent
+    /// and creates a missing one as root 0755, which is what Docker's COPY creates too.
+    /// A `--chown` owner keeps them: Docker gives new parents that owner.
+    fn drop_guessed_parents(&mut self) {
+        for path in std::mem::take(&mut self.guessed) {
+            let default = matches!(
+                self.entries.get(&path),
+                Some(LayerEntry {
+                    kind: EntryKind::Dir,
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                    ..
+                })
+            );
+            let prefix = format!("{path}/");
+            let has_child = self
+                .entries
+                .range(prefix.clone()..)
+                .next()
+                .is_some_and(|(k, _)| k.starts_with(&prefix));
+            if default && has_child {
+                self.entries.remove(&path);
+            }
+        }
+    }
+
+    fn put(&mut self, path: String, kind: EntryKind, mode: u32) {
+        let (uid, gid) = self.owner;
+        self.entries.insert(
+            path.clone(),
+            LayerEntry {
+                path,
+                kind,
+                mode,
+                uid,
+                gid,
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+#[path = "copy_tests.rs"]
+mod tests;

@@ -1,0 +1,70 @@
+//! Tests of the .dockerignore matcher.
+
+use super::*;
+
+fn ig(text: &str) -> Ignore {
+    Ignore::parse(text).unwrap()
+}
+
+#[test]
+fn docker_rules() {
+    let i = ig("# comment\n*.md\n!README.md\n/build\n**/node_modules\ntemp?\n*/temp*\n");
+    assert!(i.is_ignored("notes.md"));
+    assert!(!i.is_ignored("README.md"));
+    assert!(!i.is_ignored("docs/x.md"), "*.md only matches at the top");
+    assert!(i.is_ignored("build"));
+    assert!(
+        i.is_ignored("build/out/a.o"),
+        "everything under a matched dir"
+    );
+    assert!(!i.is_ignored("src/build"));
+    assert!(i.is_ignored("node_modules/x/y.js"));
+    assert!(i.is_ignored("a/b/node_modules"));
+    assert!(i.is_ignored("tempa"));
+    assert!(!i.is_ignored("tempab"));
+    assert!(i.is_ignored("somedir/temporary.txt"));
+    assert!(!i.is_ignored("a/b/temporary.txt"));
+    assert!(!i.is_ignored("# comment"));
+}
+
+#[test]
+fn order_matters_and_exceptions() {
+    let i = ig("*\n!src\nsrc/secret\n");
+    assert!(i.is_ignored("Dockerfile"));
+    assert!(!i.is_ignored("src"));
+    assert!(!i.is_ignored("src/a.rs"));
+    assert!(i.is_ignored("src/secret"));
+    assert!(i.is_ignored("src/secret/key"));
+    let j = ig("src/secret\n*\n!src\n");
+    assert!(!j.is_ignored("src/secret"), "the last match wins");
+    let k = ig("**\n!**/*.py\n");
+    assert!(!k.is_ignored("a/b/c.py"));
+    assert!(k.is_ignored("a/b/c.txt"));
+    let l = ig("**/*.log\n  #not a comment  \n");
+    assert!(l.is_ignored("x.log") && l.is_ignored("a/b/x.log"));
+    assert!(l.is_ignored("#not a comment"));
+}
+
+#[test]
+fn cleaning_and_errors() {
+    let i = ig("./a/../b/\n/c//d\n");
+    assert_eq!(i.patterns(), ["b", "c/d"]);
+    assert!(i.is_ignored("b/x") && i.is_ignored("c/d"));
+    assert!(Ignore::parse("!\n").is_err());
+    assert!(Ignore::parse("[\n").is_err());
+    assert!(Ignore::parse("a\\").is_err());
+    let e = ig("a\\*b\n[ab]c\n");
+    assert!(e.is_ignored("a*b") && !e.is_ignored("axb"));
+    assert!(e.is_ignored("bc"));
+}
+
+#[test]
+fn hostile_patterns_are_fast() {
+    let star = "*a".repeat(30) + "b";
+    let path = "a".repeat(200);
+    let t = std::time::Instant::now();
+    let i = Ignore::new(&[star.as_str(), "**/**/**/**/**/**/x"]).unwrap();
+    assert!(!i.is_ignored(&path));
+    assert!(!i.is_ignored(&"a/".repeat(100)));
+    assert!(t.elapsed() < std::time::Duration::from_secs(2));
+}

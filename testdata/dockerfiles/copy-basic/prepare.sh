@@ -1,0 +1,2 @@
+chmod 755 tool.sh
+chmod 750 conf

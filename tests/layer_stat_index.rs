@@ -1,0 +1,169 @@
+//! Issue 6: the stat index through the library API: when it may answer (nothing changed,
+//! blob intact) and when it must not (racy mtimes, changed bytes behind a restored mtime,
+//! damaged record, missing or corrupt blob). Content stays the source of truth.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use ocibuild::image::media::Compression;
+use ocibuild::layer::{
+    BlobCache, BuiltLayer, Codec, EntryKind, LayerBuilder, LayerEntry, LayerSpec,
+};
+
+fn builder(cache: &Path) -> LayerBuilder {
+    LayerBuilder {
+        cache: BlobCache::open(cache).unwrap(),
+        codec: Codec::new(Compression::Gzip, None),
+        jobs: 2,
+        mtime: 0,
+        reuse: true,
+    }
+}
+
+fn set_mtime(path: &Path, t: SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+fn old() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000)
+}
+
+/// Three files in `dir` (old mtimes unless `racy`), as a spec.
+fn context(dir: &Path, racy: bool) -> LayerSpec {
+    let mut entries = vec![LayerEntry {
+        path: "app".into(),
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+    }];
+    for (i, name) in ["a.txt", "b.txt", "c.txt"].iter().enumerate() {
+        let p = dir.join(name);
+        let body = format!("{name} ").repeat(1000 * (i + 1));
+        std::fs::write(&p, &body).unwrap();
+        if !racy {
+            set_mtime(&p, old());
+        }
+        entries.push(LayerEntry {
+            path: format!("app/{name}"),
+            kind: EntryKind::File {
+                source: p,
+                size: body.len() as u64,
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        });
+    }
+    LayerSpec {
+        entries,
+        created_by: "COPY".into(),
+    }
+}
+
+fn same_layer(a: &BuiltLayer, b: &BuiltLayer) {
+    assert_eq!(
+        (&a.digest, &a.diff_id, a.size, a.tar_size),
+        (&b.digest, &b.diff_id, b.size, b.tar_size)
+    );
+}
+
+#[test]
+fn unchanged_files_hit_and_the_result_is_the_same_layer() {
+    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let spec = context(src.path(), false);
+    let b = builder(cache.path());
+    let first = b.build(&spec).unwrap();
+    assert!(!first.unchanged);
+    let second = b.build(&spec).unwrap();
+    assert!(second.unchanged, "{second:?}");
+    same_layer(&first, &second);
+    assert_eq!(second.members_reused, second.members);
+    assert!(second.path.is_file());
+    // --no-cache never consults the index.
+    let uncached = LayerBuilder {
+        reuse: false,
+        ..builder(cache.path())
+    }
+    .build(&spec)
+    .unwrap();
+    assert!(!uncached.unchanged);
+    same_layer(&first, &uncached);
+}
+
+#[test]
+fn recently_modified_files_are_never_trusted() {
+    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let spec = context(src.path(), true);
+    let b = builder(cache.path());
+    let first = b.build(&spec).unwrap();
+    let second = b.build(&spec).unwrap();
+    assert!(!second.unchanged, "racy mtimes must be re-read");
+    same_layer(&first, &second);
+}
+
+#[test]
+fn changed_bytes_behind_a_restored_mtime_are_seen() {
+    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let spec = context(src.path(), false);
+    let b = builder(cache.path());
+    let first = b.build(&spec).unwrap();
+    // Same size, same mtime, other bytes: the ctime (and so the stat) still changes.
+    let p = src.path().join("b.txt");
+    let mut body = std::fs::read(&p).unwrap();
+    body[0] = b'X';
+    std::fs::write(&p, &body).unwrap();
+    set_mtime(&p, old());
+    let second = b.build(&spec).unwrap();
+    assert!(!second.unchanged);
+    assert_ne!(second.digest, first.digest);
+    assert_ne!(second.diff_id, first.diff_id);
+}
+
+#[test]
+fn damaged_records_and_blobs_are_misses() {
+    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let spec = context(src.path(), false);
+    let b = builder(cache.path());
+    let first = b.build(&spec).unwrap();
+    let stat_dir = cache.path().join("meta/stat");
+    let records: Vec<_> = std::fs::read_dir(&stat_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(records.len(), 1);
+
+    // A damaged record is ignored (and rewritten by the rebuild).
+    let mut rec = std::fs::read(&records[0]).unwrap();
+    rec[20] ^= 1;
+    std::fs::write(&records[0], &rec).unwrap();
+    let again = b.build(&spec).unwrap();
+    assert!(!again.unchanged);
+    same_layer(&first, &again);
+    assert!(b.build(&spec).unwrap().unchanged);
+
+    // A missing blob is rebuilt.
+    std::fs::remove_file(&first.path).unwrap();
+    let rebuilt = b.build(&spec).unwrap();
+    assert!(!rebuilt.unchanged);
+    same_layer(&first, &rebuilt);
+    assert!(first.path.is_file());
+
+    // A corrupt blob, even with its mtime restored, is re-hashed, removed and rebuilt.
+    let meta = std::fs::metadata(&first.path).unwrap();
+    let mut blob = std::fs::read(&first.path).unwrap();
+    let mid = blob.len() / 2;
+    blob[mid] ^= 0xff;
+    std::fs::write(&first.path, &blob).unwrap();
+    set_mtime(&first.path, meta.modified().unwrap());
+    let repaired = b.build(&spec).unwrap();
+    assert!(!repaired.unchanged);
+    same_layer(&first, &repaired);
+    let bytes = std::fs::read(&repaired.path).unwrap();
+    assert_eq!(ocibuild::image::Digest::of(&bytes), first.digest);
+}
