@@ -7,9 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::fixture::{self, ImageSpec, MediaTypes, host_platform};
+use common::fixture::MediaTypes;
 use common::fs::{write_app_context, write_file};
-use common::{Registry, TestEnv, expect_dest_lines, push_fixture, skopeo_inspect_raw};
+use common::{Registry, TestEnv, expect_dest_lines, skopeo_inspect_raw};
 use serde_json::Value;
 
 const CREATED: &str = "org.opencontainers.image.created";
@@ -61,15 +61,7 @@ struct Setup {
 fn setup() -> Setup {
     let env = TestEnv::new();
     let reg = Registry::start();
-    let layout = env.work().join("base-layout");
-    let base = fixture::write_image(
-        &layout,
-        "base",
-        &ImageSpec::base(&host_platform()),
-        MediaTypes::Oci,
-    );
-    let base_ref = reg.reference("base:1");
-    push_fixture(&layout, "base", &base_ref);
+    let (base_ref, base) = common::push_host_base(&env, &reg, MediaTypes::Oci);
     let repo = env.work().join("repo");
     let ctx = repo.join("dist");
     write_app_context(&ctx);

@@ -23,15 +23,7 @@ fn s(p: &Path) -> &str {
 fn setup() -> (TestEnv, Registry, String, std::path::PathBuf) {
     let env = TestEnv::new();
     let reg = Registry::start();
-    let layout = env.work().join("base-layout");
-    fixture::write_image(
-        &layout,
-        "base",
-        &ImageSpec::base(&host_platform()),
-        MediaTypes::Oci,
-    );
-    let base_ref = reg.reference("base:1");
-    push_fixture(&layout, "base", &base_ref);
+    let (base_ref, _) = common::push_host_base(&env, &reg, MediaTypes::Oci);
     let ctx = env.work().join("ctx");
     write_app_context(&ctx);
     (env, reg, base_ref, ctx)
@@ -250,26 +242,17 @@ fn cmd_with(env: &TestEnv, args: &[&str]) -> std::process::Command {
     cmd
 }
 
-/// Bytes gzip cannot shrink (xorshift), so an upload takes long enough to draw a bar.
-fn noise(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// On a terminal (`script` gives ocibuild a pseudo-terminal): a bar per blob upload with
 /// bytes and rate, no timestamps, and a coloured summary unless NO_COLOR is set.
 #[test]
 fn terminal_output_has_bars_and_honours_no_color() {
     common::require_tool("script");
     let (env, reg, base_ref, ctx) = setup();
-    std::fs::write(ctx.join("noise.bin"), noise(4 << 20)).unwrap();
+    std::fs::write(
+        ctx.join("noise.bin"),
+        common::noise(4 << 20, 0x9e37_79b9_7f4a_7c15),
+    )
+    .unwrap();
     let run_on_tty = |repo: &str, no_color: bool| -> String {
         let dest = reg.reference(repo);
         let line = format!(

@@ -43,15 +43,7 @@ struct Setup {
 fn setup(media_types: MediaTypes) -> Setup {
     let env = TestEnv::new();
     let reg = Registry::start();
-    let layout = env.work().join("base-layout");
-    let base = fixture::write_image(
-        &layout,
-        "base",
-        &ImageSpec::base(&host_platform()),
-        media_types,
-    );
-    let base_ref = reg.reference("base:1");
-    push_fixture(&layout, "base", &base_ref);
+    let (base_ref, base) = common::push_host_base(&env, &reg, media_types);
     let ctx = env.work().join("ctx");
     write_app_context(&ctx);
     Setup {

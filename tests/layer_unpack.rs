@@ -47,19 +47,6 @@ fn tree(root: &Path) -> Tree {
     out
 }
 
-/// Pseudo-random bytes (xorshift), incompressible: such members are stored, not deflated.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
-}
-
 /// ~7 MB of text in 400 files, a 5 MB incompressible file (cut mid-file into members),
 /// empty and executable files, a long name, symlinks and modes.
 pub fn write_multi_member_context(root: &Path) {
@@ -70,7 +57,7 @@ pub fn write_multi_member_context(root: &Path) {
         let mode = if i % 50 == 0 { 0o755 } else { 0o644 };
         write_file(root, &format!("lib/m{:02}/f{i:03}.js", i % 17), body, mode);
     }
-    write_file(root, "assets/blob.bin", noise(5 << 20, 42), 0o644);
+    write_file(root, "assets/blob.bin", common::noise(5 << 20, 42), 0o644);
     write_file(root, "empty.txt", "", 0o600);
     write_file(
         root,

@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::fixture::{self, ImageSpec, MediaTypes, host_platform};
+use common::fixture::MediaTypes;
 use common::fs::write_app_context;
 use common::proxy::{Match, Proxy};
 use common::{
-    Output, Registry, TestEnv, assert_absent, expect_dest_lines, push_fixture, run, sha256_digest,
+    Output, Registry, TestEnv, assert_absent, expect_dest_lines, run, sha256_digest,
     skopeo_inspect_raw, skopeo_inspect_raw_bytes,
 };
 
@@ -34,34 +34,17 @@ struct Setup {
     base_ref: String,
 }
 
-/// Pseudo-random bytes (xorshift): gzip cannot shrink them.
-fn noise(n: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 fn setup() -> Setup {
     let env = TestEnv::new();
     let reg = Registry::start();
-    let layout = env.work().join("base-layout");
-    fixture::write_image(
-        &layout,
-        "base",
-        &ImageSpec::base(&host_platform()),
-        MediaTypes::Oci,
-    );
-    let base_ref = reg.reference("base:1");
-    push_fixture(&layout, "base", &base_ref);
+    let (base_ref, _) = common::push_host_base(&env, &reg, MediaTypes::Oci);
     let ctx = env.work().join("ctx");
     write_app_context(&ctx);
-    std::fs::write(ctx.join("big.bin"), noise(BIG)).unwrap();
+    std::fs::write(
+        ctx.join("big.bin"),
+        common::noise(BIG, 0x9e37_79b9_7f4a_7c15),
+    )
+    .unwrap();
     let proxy = Proxy::start(reg.port());
     Setup {
         env,

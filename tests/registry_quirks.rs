@@ -19,22 +19,14 @@ const PASSWORD: &str = "pw-Fk93-fake";
 const BIG: usize = 2_500_000;
 const MIB: u64 = 1 << 20;
 
-fn noise(n: usize) -> Vec<u8> {
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 fn context(env: &TestEnv) -> PathBuf {
     let ctx = env.work().join("ctx");
     write_app_context(&ctx);
-    std::fs::write(ctx.join("big.bin"), noise(BIG)).unwrap();
+    std::fs::write(
+        ctx.join("big.bin"),
+        common::noise(BIG, 0x2545_f491_4f6c_dd1d),
+    )
+    .unwrap();
     ctx
 }
 

@@ -32,15 +32,7 @@ pub async fn materialize(
             }
         }
     }
-    let dir = tempfile::Builder::new()
-        .prefix("ocibuild-rootfs-")
-        .tempdir_in(cache.root())
-        .map_err(|e| {
-            PipelineError::Internal(format!(
-                "cannot create a temp dir in {}: {e}",
-                cache.root().display()
-            ))
-        })?;
+    let dir = temp_dir(cache, "ocibuild-rootfs-")?;
     let root = dir.path().to_path_buf();
     tokio::task::spawn_blocking(move || -> Result<(), PipelineError> {
         for p in &paths {
@@ -51,6 +43,19 @@ pub async fn materialize(
     .await
     .map_err(|e| PipelineError::Internal(format!("unpack task failed: {e}")))??;
     Ok(dir)
+}
+
+/// A temp dir in the cache (same filesystem as the blobs, removed when dropped).
+fn temp_dir(cache: &BlobCache, prefix: &str) -> Result<tempfile::TempDir, PipelineError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(cache.root())
+        .map_err(|e| {
+            PipelineError::Internal(format!(
+                "cannot create a temp dir in {}: {e}",
+                cache.root().display()
+            ))
+        })
 }
 
 /// The numeric owner for a COPY: ids as given, or names looked up in `passwd_root`.
@@ -102,15 +107,7 @@ pub async fn download(
     cache: &BlobCache,
     progress: &Progress,
 ) -> Result<(tempfile::TempDir, CopySpec), PipelineError> {
-    let dir = tempfile::Builder::new()
-        .prefix("ocibuild-add-")
-        .tempdir_in(cache.root())
-        .map_err(|e| {
-            PipelineError::Internal(format!(
-                "cannot create a temp dir in {}: {e}",
-                cache.root().display()
-            ))
-        })?;
+    let dir = temp_dir(cache, "ocibuild-add-")?;
     let mut sources = Vec::new();
     for (n, url) in spec.sources.iter().enumerate() {
         // Without a file name in the URL, a destination file path names it.

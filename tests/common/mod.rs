@@ -34,6 +34,39 @@ pub use skopeo::{
     unpack_layout,
 };
 
+/// Pseudo-random bytes (xorshift) that no compressor can shrink; `seed` picks the stream.
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// The standard fixture base ([`ImageSpec::base`]) for the host platform, written to
+/// `<work>/base-layout` and pushed as `<registry>/base:1`: its reference and what was
+/// written.
+pub fn push_host_base(
+    env: &TestEnv,
+    reg: &Registry,
+    media_types: MediaTypes,
+) -> (String, fixture::WrittenImage) {
+    let layout = env.work().join("base-layout");
+    let base = fixture::write_image(
+        &layout,
+        "base",
+        &ImageSpec::base(&fixture::host_platform()),
+        media_types,
+    );
+    let base_ref = reg.reference("base:1");
+    push_fixture(&layout, "base", &base_ref);
+    (base_ref, base)
+}
+
 /// How long any one external command (ocibuild, skopeo, umoci) may take before the test
 /// fails instead of hanging the suite: 60 s (every build here is a few KiB), or
 /// `$OCIBUILD_TEST_TIMEOUT` seconds.

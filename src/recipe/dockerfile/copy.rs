@@ -103,17 +103,7 @@ pub fn dispatch(
     if remote {
         return remote_add(ctx, st, loc, args, &sources, &inline, checksum, dest);
     }
-    let owner = match &args.chown {
-        None => None,
-        Some(c) => Some(
-            owner(&word(c)?)
-                .ok_or_else(|| err(format!("--chown={c}: expected USER[:GROUP] or UID[:GID]")))?,
-        ),
-    };
-    let chmod = match &args.chmod {
-        None => None,
-        Some(c) => Some(octal_mode(&word(c)?).map_err(&err)?),
-    };
+    let (owner, chmod) = owner_and_mode(args, &word).map_err(&err)?;
     let source = match &args.from {
         None => CopySource::Context,
         Some(f) => from_source(&word(f)?, stages).map_err(&err)?,
@@ -211,17 +201,7 @@ fn remote_add(
         ));
     }
     let word = |s: &str| st.word(s, ctx.esc).map_err(&err);
-    let owner = match &args.chown {
-        None => None,
-        Some(c) => Some(
-            owner(&word(c)?)
-                .ok_or_else(|| err(format!("--chown={c}: expected USER[:GROUP] or UID[:GID]")))?,
-        ),
-    };
-    let chmod = match &args.chmod {
-        None => None,
-        Some(c) => Some(octal_mode(&word(c)?).map_err(&err)?),
-    };
+    let (owner, chmod) = owner_and_mode(args, &word).map_err(&err)?;
     Ok(Step::Copy(CopySpec {
         source: CopySource::Url { checksum },
         sources: sources.to_vec(),
@@ -233,6 +213,28 @@ fn remote_add(
         add: true,
         created_by: loc.text.clone(),
     }))
+}
+
+/// `--chown` and `--chmod`, expanded with `word`.
+fn owner_and_mode(
+    args: &CopyArgs,
+    word: &dyn Fn(&str) -> Result<String, DfError>,
+) -> Result<(Option<Owner>, Option<u32>), String> {
+    let owner = match &args.chown {
+        None => None,
+        Some(c) => {
+            let v = word(c).map_err(|e| e.message)?;
+            Some(
+                owner(&v)
+                    .ok_or_else(|| format!("--chown={v}: expected USER[:GROUP] or UID[:GID]"))?,
+            )
+        }
+    };
+    let chmod = match &args.chmod {
+        None => None,
+        Some(c) => Some(octal_mode(&word(c).map_err(|e| e.message)?)?),
+    };
+    Ok((owner, chmod))
 }
 
 /// A URL BuildKit treats as a git repository.
