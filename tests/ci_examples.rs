@@ -340,8 +340,8 @@ fn every_example_says_how_to_run_it() {
         seen += 1;
     }
     assert!(
-        seen >= 5,
-        "examples: hello, make, gradle-java-arm, ci, node-server"
+        seen >= 6,
+        "examples: hello, make, gradle-java-arm, ci, node-server, dockerfile-multiarch"
     );
     // The CI examples are valid YAML with the steps they promise.
     for (file, want) in [
@@ -354,5 +354,79 @@ fn every_example_says_how_to_run_it() {
             "{file}"
         );
         assert!(!text.contains('\t'), "{file}: YAML must not contain tabs");
+    }
+}
+
+/// `examples/dockerfile-multiarch`: the command in its README, for three platforms on a
+/// three-platform base; each image has its own architecture's binary and the rest of the
+/// Dockerfile's effects.
+#[test]
+fn dockerfile_multiarch_example_builds_three_platforms() {
+    let env = TestEnv::new();
+    let reg = Registry::start();
+    let layout = env.work().join("layout-multiarch");
+    let specs: Vec<ImageSpec> = ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"]
+        .iter()
+        .map(|p| {
+            // Without the fixture's ONBUILD RUN trigger, which a Dockerfile build refuses.
+            let mut spec = ImageSpec::base(p);
+            spec.extra_config = json!({});
+            spec
+        })
+        .collect();
+    fixture::write_index(&layout, "multi", &specs, MediaTypes::Oci);
+    let base = reg.reference("library/busybox:1.36");
+    push_fixture(&layout, "multi", &base);
+    let image = reg.reference("multiarch:latest");
+    let out = env.run(&[
+        s(&examples().join("dockerfile-multiarch")),
+        "--platform",
+        "linux/amd64,linux/arm64,linux/arm/v7",
+        "--build-arg",
+        &format!("BASE={base}"),
+        "-t",
+        &image,
+    ]);
+    expect_dest_lines(&out, &[&image]);
+    let index: Value = serde_json::from_slice(&skopeo_inspect_raw_bytes(&image)).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 3, "{index}");
+    for (arch, variant, platform) in [
+        ("amd64", None, "linux/amd64"),
+        ("arm64", None, "linux/arm64"),
+        ("arm", Some("v7"), "linux/arm/v7"),
+    ] {
+        let child = platform_ref(&index, &reg.reference("multiarch"), arch);
+        let cfg = skopeo_inspect_config(&child);
+        assert_eq!(cfg["architecture"], arch);
+        assert_eq!(cfg["config"]["Labels"]["example.platform"], platform);
+        assert_eq!(cfg["config"]["User"], "65534:65534");
+        assert_eq!(cfg["config"]["WorkingDir"], "/srv");
+        assert_eq!(
+            cfg["config"]["Entrypoint"],
+            json!(["/usr/local/bin/server"])
+        );
+        assert!(
+            cfg["config"]["ExposedPorts"]["8080/tcp"].is_object(),
+            "{cfg}"
+        );
+        let unpacked = unpack_platform(&image, arch, variant);
+        let root = unpacked.rootfs();
+        let server = std::fs::read_to_string(root.join("usr/local/bin/server")).unwrap();
+        assert!(
+            server.contains(&format!("server for {arch} on")),
+            "{arch}: {server}"
+        );
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(root.join("usr/local/bin/server"))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o7777, 0o755, "--chmod=755");
+        assert_file_contents(
+            &root,
+            "/etc/server.conf",
+            "listen = 8080\nroot = /srv/public\n",
+        );
+        assert!(root.join("srv/public/index.html").is_file());
     }
 }
