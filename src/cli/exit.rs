@@ -37,8 +37,13 @@ pub fn classify(err: &anyhow::Error) -> ExitCode {
         if let Some(e) = cause.downcast_ref::<RegistryError>() {
             return registry_code(e);
         }
+        // A bad flag value (`--env`, `--target`, …) is a usage error wherever it is found.
+        if let Some(RecipeError::Flag { .. }) = cause.downcast_ref::<RecipeError>() {
+            return ExitCode::Usage;
+        }
         if let Some(e) = cause.downcast_ref::<PipelineError>() {
             match e {
+                PipelineError::Recipe(RecipeError::Flag { .. }) => return ExitCode::Usage,
                 PipelineError::Recipe(_)
                 | PipelineError::Copy { .. }
                 | PipelineError::Layer(_)

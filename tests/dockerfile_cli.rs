@@ -1,0 +1,89 @@
+//! Issue 3: how the command line selects and feeds Dockerfile mode — `Dockerfile` or
+//! `Containerfile` found in the context, `-f`, `--build-arg NAME` taken from the
+//! environment, and the flag mistakes that are usage errors (exit 2) before any work.
+
+mod common;
+
+use std::path::Path;
+
+use common::{TestEnv, skopeo_inspect_config};
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+fn labels(layout: &Path) -> serde_json::Value {
+    skopeo_inspect_config(&format!("oci:{}:t", layout.display()))["config"]["Labels"].clone()
+}
+
+#[test]
+fn containerfile_and_build_args_from_the_environment() {
+    let env = TestEnv::new();
+    let ctx = env.work().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM scratch\nARG FROM_ENV=default\nARG GIVEN\nARG UNSET=kept\n\
+         LABEL from_env=$FROM_ENV given=$GIVEN unset=$UNSET\n",
+    )
+    .unwrap();
+    let layout = env.work().join("out");
+    let dest = format!("oci:{}:t", layout.display());
+    let out = common::run(
+        env.ocibuild()
+            .env("FROM_ENV", "from the environment")
+            .env_remove("UNSET")
+            .args([s(&ctx), "-t", &dest])
+            .args(["--build-arg", "FROM_ENV", "--build-arg", "GIVEN=a=b"])
+            .args(["--build-arg", "UNSET"]),
+    );
+    out.assert_success();
+    let l = labels(&layout);
+    assert_eq!(l["from_env"], "from the environment");
+    assert_eq!(l["given"], "a=b", "only the first = splits");
+    assert_eq!(l["unset"], "kept", "an unset variable leaves the default");
+}
+
+#[test]
+fn dash_f_picks_the_file_and_flag_mistakes_are_usage_errors() {
+    let env = TestEnv::new();
+    let ctx = env.work().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nLABEL which=default\n",
+    )
+    .unwrap();
+    let other = env.work().join("other.Dockerfile");
+    std::fs::write(
+        &other,
+        "FROM scratch AS a\nLABEL which=other\nFROM a AS b\n",
+    )
+    .unwrap();
+    let layout = env.work().join("out");
+    let dest = format!("oci:{}:t", layout.display());
+    env.run(&["-f", s(&other), s(&ctx), "-t", &dest])
+        .assert_success();
+    assert_eq!(labels(&layout)["which"], "other");
+
+    // -f with --from mixes the two modes.
+    env.run(&["-f", s(&other), "--from", "scratch", s(&ctx), "-t", &dest])
+        .assert_failure(2, &["--from", "-f"]);
+    // --target names a stage that is not there.
+    env.run(&["-f", s(&other), "--target", "nope", s(&ctx), "-t", &dest])
+        .assert_failure(2, &["--target", "nope"]);
+    // Dockerfile flags in directory mode.
+    env.run(&[
+        s(&ctx),
+        "--from",
+        "scratch",
+        "--build-arg",
+        "A=1",
+        "-t",
+        &dest,
+    ])
+    .assert_failure(2, &["--build-arg", "directory mode"]);
+    // A missing -f file.
+    env.run(&["-f", "/nonexistent/Dockerfile", s(&ctx), "-t", &dest])
+        .assert_failure(3, &["/nonexistent/Dockerfile"]);
+}
