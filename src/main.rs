@@ -28,9 +28,12 @@ fn main() {
         Command::Man => cli::completions::man(),
     };
     if let Err(err) = result {
-        eprintln!("error: {err}");
+        // Errors can quote URLs (ADD sources, redirects): credentials in them are masked
+        // like every other line we print.
+        let redact = |s: String| ocibuild::progress::redact(&s).into_owned();
+        eprintln!("error: {}", redact(err.to_string()));
         for cause in err.chain().skip(1) {
-            eprintln!("  caused by: {cause}");
+            eprintln!("  caused by: {}", redact(cause.to_string()));
         }
         std::process::exit(cli::exit::classify(&err) as i32);
     }

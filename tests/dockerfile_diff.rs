@@ -294,6 +294,7 @@ diff_cases! {
     link_flag: "link-flag" => Oracle::BuildahFile("Dockerfile.buildah");
     scratch_parents: "scratch-parents" => Oracle::Buildah;
     existing_dirs: "existing-dirs" => Oracle::Buildah;
+    base_dirs_probed: "base-dirs-probed" => Oracle::Buildah;
 }
 
 /// Parents that exist in the base but are not standard directories (`/home/app`, 0750):
@@ -421,6 +422,38 @@ fn add_url() {
     env.run(&[ctx.to_str().unwrap(), "-t", &refused])
         .assert_failure(4, &["digest mismatch", &wrong, &digest, "ADD --checksum"]);
     assert_absent(&refused);
+    // Credentials in a URL reach neither the output nor the pushed history.
+    let secret_url = format!(
+        "http://user:s3cret@{}/v2/base/blobs/{digest}?X-Amz-Signature=topsecret",
+        reg.host()
+    );
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nADD --checksum={digest} {secret_url} /opt/s.json\n"),
+    )
+    .unwrap();
+    let out = env.run(&["-v", ctx.to_str().unwrap(), "-t", &checked]);
+    out.assert_success();
+    let history = skopeo_inspect_config(&checked)["history"].to_string();
+    for (what, text) in [("stderr", &out.stderr), ("history", &history)] {
+        assert!(
+            !text.contains("s3cret") && !text.contains("topsecret"),
+            "{what} leaks the URL's credentials: {text}"
+        );
+    }
+    assert!(history.contains("ADD --checksum"), "{history}");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nADD --checksum={wrong} {secret_url} /opt/s.json\n"),
+    )
+    .unwrap();
+    let out = env.run(&[ctx.to_str().unwrap(), "-t", &refused]);
+    out.assert_failure(4, &["digest mismatch"]);
+    assert!(
+        !out.stderr.contains("s3cret") && !out.stderr.contains("topsecret"),
+        "{}",
+        out.stderr
+    );
     // A URL that is not there: a clear error, nothing pushed.
     std::fs::write(
         ctx.join("Dockerfile"),

@@ -524,3 +524,84 @@ fn base_onbuild_run_is_refused() {
     out.assert_failure(3, &["Dockerfile:2:", "ONBUILD", "RUN echo from-base"]);
     assert!(!skopeo_exists(&dest), "nothing pushed");
 }
+
+/// Dockerfile mode: a base without the asked platform is refused at its FROM line, listing
+/// what the base offers; a per-stage `FROM --platform` is held to the same rule.
+#[test]
+fn dockerfile_base_lacking_the_platform_names_the_from_line() {
+    let s = setup_with(&["linux/amd64", "linux/arm/v7"], MediaTypes::Oci, true);
+    let ctx = s.env.work().join("dfctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!("# final stage\nFROM {}\nENV A=1\n", s.base_ref),
+    )
+    .unwrap();
+    let dest = s.reg.reference("dfapp:v6");
+    let out = run(s
+        .env
+        .ocibuild()
+        .arg(&ctx)
+        .args(["--platform", "linux/arm/v6", "-t", &dest]));
+    out.assert_failure(
+        3,
+        &[
+            "Dockerfile:2:",
+            "linux/arm/v6",
+            "linux/amd64",
+            "linux/arm/v7",
+        ],
+    );
+    assert!(!skopeo_exists(&dest), "nothing pushed");
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM --platform=linux/s390x {} AS tools\nFROM scratch\nCOPY --from=tools /etc/platform /p\n",
+            s.base_ref
+        ),
+    )
+    .unwrap();
+    let out = run(s.env.ocibuild().arg(&ctx).args(["-t", &dest]));
+    out.assert_failure(3, &["Dockerfile:1:", "linux/s390x"]);
+    assert!(!skopeo_exists(&dest), "nothing pushed");
+}
+
+/// `FROM base:${TARGETARCH}`: each platform's base is its own single-platform image.
+#[test]
+fn dockerfile_from_line_per_platform() {
+    let env = TestEnv::new();
+    let reg = Registry::start();
+    for (tag, platform) in [("amd64", "linux/amd64"), ("arm64", "linux/arm64/v8")] {
+        let layout = env.work().join(format!("layout-{tag}"));
+        fixture::write_image(&layout, tag, &plain_base(platform), MediaTypes::Oci);
+        push_fixture(&layout, tag, &reg.reference(&format!("base:{tag}")));
+    }
+    let ctx = env.work().join("dfctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "ARG TARGETARCH\nFROM {}:${{TARGETARCH}}\nENV A=1\n",
+            reg.reference("base")
+        ),
+    )
+    .unwrap();
+    let dest = reg.reference("dfapp:per-platform");
+    let out =
+        run(env
+            .ocibuild()
+            .arg(&ctx)
+            .args(["--platform", "linux/amd64,linux/arm64", "-t", &dest]));
+    expect_dest_lines(&out, &[&dest]);
+    let index = skopeo_inspect_raw(&dest);
+    let names: Vec<String> = index_platforms(&index)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(names, ["linux/amd64", "linux/arm64"]);
+    let arm = unpack_platform(&dest, "arm64", None);
+    assert_eq!(
+        std::fs::read_to_string(arm.rootfs().join("etc/platform")).unwrap(),
+        "linux/arm64/v8\n"
+    );
+}

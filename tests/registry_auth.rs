@@ -86,8 +86,21 @@ fn assert_no_secret(out: &Output) {
 
 /// `ocibuild login` with the password on stdin.
 fn login(env: &TestEnv, registry: &str, user: &str, password: &str) -> Output {
-    let mut child = env
-        .ocibuild()
+    login_with_path(env, registry, user, password, None)
+}
+
+fn login_with_path(
+    env: &TestEnv,
+    registry: &str,
+    user: &str,
+    password: &str,
+    path: Option<&str>,
+) -> Output {
+    let mut cmd = env.ocibuild();
+    if let Some(p) = path {
+        cmd.env("PATH", p);
+    }
+    let mut child = cmd
         .args(["login", registry, "-u", user, "--password-stdin", "-vv"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -359,4 +372,75 @@ fn plain_registry_needs_no_credentials_and_ignores_stored_ones() {
     assert_no_secret(&out);
     assert!(!out.stderr.contains("credentials from"), "{}", out.stderr);
     assert_absent(&reg.reference("app:v2"));
+}
+
+/// With `credsStore` configured, `login` stores through the helper (as `docker login`
+/// does), leaves no plaintext copy, builds use it, and `logout` erases it.
+#[test]
+fn login_and_logout_go_through_the_configured_helper() {
+    let st = setup();
+    let (reg, base) = htpasswd_registry(&st);
+    let bin = st.env.work().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let store = st.env.work().join("keychain.json");
+    let helper = bin.join("docker-credential-ocistore");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n\
+             case \"$1\" in\n\
+               store) cat > {store} ;;\n\
+               get) read server; if [ -f {store} ]; then cat {store}; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n\
+               erase) read server; if [ -f {store} ]; then rm {store}; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n\
+             esac\n",
+            store = store.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = st.env.docker_config().join("config.json");
+    std::fs::write(&config, r#"{"credsStore": "ocistore"}"#).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let out = login_with_path(&st.env, &reg.host(), USER, PASSWORD, Some(&path));
+    out.assert_success();
+    assert_no_secret(&out);
+    assert!(
+        out.stderr.contains("docker-credential-ocistore"),
+        "{}",
+        out.stderr
+    );
+    let kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&store).expect("the helper stored it")).unwrap();
+    assert_eq!(kept["Username"], USER);
+    assert_eq!(kept["Secret"], PASSWORD);
+    assert_eq!(kept["ServerURL"], reg.host());
+    let cfg = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        !cfg.contains(PASSWORD) && !cfg.contains("auths\": {\""),
+        "{cfg}"
+    );
+
+    let dest = reg.reference("app:v1");
+    let out = run(st
+        .env
+        .ocibuild()
+        .env("PATH", &path)
+        .arg(s(&st.ctx))
+        .args(["--from", &base, "-t", &dest]));
+    expect_dest_lines(&out, &[&dest]);
+
+    let out = run(st
+        .env
+        .ocibuild()
+        .env("PATH", &path)
+        .args(["logout", &reg.host()]));
+    out.assert_success();
+    assert!(out.stderr.contains("removed"), "{}", out.stderr);
+    assert!(!store.exists(), "erased from the helper");
 }

@@ -255,8 +255,10 @@ fn recipe(args: &BuildArgs, automatic: Vec<String>) -> anyhow::Result<Frontend> 
             target_stage: args.target.clone(),
             overrides,
         };
-        // Parse now so Dockerfile and flag mistakes are reported before any network access.
-        dockerfile::recipe(&opts, &Platform::host())?;
+        // Parse now so Dockerfile and flag mistakes are reported before any network access
+        // (what depends on the base images, such as their ENV, is checked once they are
+        // known).
+        dockerfile::check(&opts, &Platform::host())?;
         return Ok(Frontend::Dockerfile(opts));
     }
     if !args.build_arg.is_empty() || args.target.is_some() {

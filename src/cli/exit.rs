@@ -48,7 +48,8 @@ pub fn classify(err: &anyhow::Error) -> ExitCode {
                 | PipelineError::Copy { .. }
                 | PipelineError::Layer(_)
                 | PipelineError::Rootfs(_)
-                | PipelineError::Platform { .. } => {
+                | PipelineError::Platform { .. }
+                | PipelineError::AtFrom { .. } => {
                     return ExitCode::Input;
                 }
                 PipelineError::Image(_) => return ExitCode::Input,

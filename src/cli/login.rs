@@ -95,11 +95,10 @@ pub fn run_login(args: &LoginArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let path = runtime.block_on(registries.login(&args.registry, &args.username, password))?;
+    let place = runtime.block_on(registries.login(&args.registry, &args.username, password))?;
     progress.info(format_args!(
-        "login succeeded: credentials for {} stored in {}",
-        args.registry,
-        path.display()
+        "login succeeded: credentials for {} stored in {place}",
+        args.registry
     ));
     Ok(())
 }
@@ -114,7 +113,11 @@ pub fn run_logout(args: &LogoutArgs) -> anyhow::Result<()> {
         },
         progress.clone(),
     )?;
-    if registries.logout(&args.registry)? {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    if runtime.block_on(registries.logout(&args.registry))? {
         progress.info(format_args!("removed the login for {}", args.registry));
     } else {
         progress.info(format_args!("not logged in to {}", args.registry));

@@ -1,6 +1,9 @@
 //! Where `ADD` keeps the file contents of an extracted archive: numbered files in
-//! `<tmp>/ocibuild-add-<uid>/<sha256 of the archive>/`, written once (temp dir + rename)
-//! and reused by later builds of the same archive. Archive paths never touch the disk.
+//! `<cache>/add/<sha256 of the archive>/`, written once (temp dir + rename) and reused by
+//! later builds of the same archive. Archive paths never touch the disk.
+//!
+//! The directory is private (0700, ours): a shared location such as `/tmp` would let
+//! another local user read the archive's files or plant content for a known archive.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -10,7 +13,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::ContextError;
 
-/// Where extracted file contents live: `<tmp>/ocibuild-add-<uid>/<sha256 of archive>/N`.
+/// Where extracted file contents live: `<cache>/add/<sha256 of archive>/N`.
 pub struct Store {
     final_dir: PathBuf,
     work: Option<tempfile::TempDir>,
@@ -32,10 +35,8 @@ impl Store {
             }
             h.update(&buf[..n]);
         }
-        // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc::geteuid() };
-        let parent = std::env::temp_dir().join(format!("ocibuild-add-{uid}"));
-        std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
+        let parent = crate::layer::BlobCache::default_root().join("add");
+        private_dir(&parent)?;
         let final_dir = parent.join(hex::encode(h.finalize()));
         let work = if final_dir.is_dir() {
             None
@@ -93,4 +94,31 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Creates `dir` (and parents) if needed, and insists that it is ours and closed to
+/// others (0700), so nothing in it can have been planted or read by another user.
+fn private_dir(dir: &Path) -> Result<(), ContextError> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+    let err = |source| ContextError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)?;
+    let meta = std::fs::symlink_metadata(dir).map_err(err)?;
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != uid {
+        return Err(err(io::Error::other(
+            "not a directory owned by the current user; remove it",
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    Ok(())
 }

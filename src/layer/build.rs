@@ -13,19 +13,13 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
 
+use super::chunker::{Chunker, HARD_MAX_MEMBER, Member};
 use super::compress::MemberCache;
-use super::stat_index::StatIndex;
-use super::tar_writer::{self, TarSink};
+use super::spool::SpoolTap;
+use super::stat_index::{StatHints, StatIndex};
+use super::tar_writer;
 use super::{BlobCache, Codec, LayerError, LayerSpec};
 use crate::image::Digest;
-
-/// Members are cut at an entry boundary once they hold at least this much…
-const MIN_MEMBER: usize = 1 << 20;
-/// …where the finished entry's path hashes to a boundary (content-defined, so an edit
-/// shifts at most the members up to the next such path), or once they hold this much.
-const SOFT_MAX_MEMBER: usize = 4 << 20;
-/// A member is cut mid-entry at this size (large files).
-const HARD_MAX_MEMBER: usize = 8 << 20;
 
 /// A finished layer blob in the cache.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,29 +54,41 @@ pub struct LayerBuilder {
     pub reuse: bool,
 }
 
-struct Member {
-    index: usize,
-    data: Vec<u8>,
-}
-
 type MemberResult = (usize, Result<(Vec<u8>, bool), LayerError>);
 
 impl LayerBuilder {
     /// Builds `spec` into the cache: straight from the stat index when no source changed
     /// (nothing read, nothing compressed), else from the tar stream, reusing cached members.
     pub fn build(&self, spec: &LayerSpec) -> Result<BuiltLayer, LayerError> {
-        let index = StatIndex::open(&self.cache, spec, self.codec, self.mtime, self.jobs);
+        self.build_tapped(spec, None, None)
+    }
+
+    /// [`LayerBuilder::build`], reporting the blob to `tap` while it is written (nothing
+    /// is reported, and the tap is dropped unfinished, when the stat index answers), and
+    /// taking the source stats `hints` already has (the context walk's).
+    pub fn build_tapped(
+        &self,
+        spec: &LayerSpec,
+        tap: Option<SpoolTap>,
+        hints: Option<&dyn StatHints>,
+    ) -> Result<BuiltLayer, LayerError> {
+        let index =
+            StatIndex::open_with(&self.cache, spec, self.codec, self.mtime, self.jobs, hints);
         if self.reuse
             && let Some(hit) = index.lookup()
         {
             return Ok(hit);
         }
-        let built = self.build_stream(spec)?;
+        let built = self.build_stream(spec, tap.as_ref())?;
         index.record(&built);
         Ok(built)
     }
 
-    fn build_stream(&self, spec: &LayerSpec) -> Result<BuiltLayer, LayerError> {
+    fn build_stream(
+        &self,
+        spec: &LayerSpec,
+        tap: Option<&SpoolTap>,
+    ) -> Result<BuiltLayer, LayerError> {
         let jobs = self.jobs.max(1);
         let in_flight = jobs * 2 + 2;
         let (work_tx, work_rx) = mpsc::sync_channel::<Member>(jobs);
@@ -95,6 +101,18 @@ impl LayerBuilder {
         }
         let members = MemberCache::new(&self.cache, self.codec, self.reuse);
         let temp = self.cache.temp_file()?;
+        if let Some(t) = tap {
+            // A reader of its own: positioned reads while this handle appends.
+            match temp.reopen() {
+                Ok(f) => t.opened(f),
+                Err(source) => {
+                    return Err(LayerError::Cache {
+                        path: temp.path().to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
 
         std::thread::scope(|s| {
             for _ in 0..jobs {
@@ -104,7 +122,7 @@ impl LayerBuilder {
                 s.spawn(move || compress_worker(&rx, &tx, members));
             }
             drop(result_tx);
-            let writer = s.spawn(move || write_ordered(temp, result_rx, token_tx));
+            let writer = s.spawn(move || write_ordered(temp, result_rx, token_tx, tap));
             let mut chunker = Chunker {
                 current: Vec::with_capacity(HARD_MAX_MEMBER),
                 next_index: 0,
@@ -136,6 +154,9 @@ impl LayerBuilder {
             // A producer error is the root cause; a writer error then is only its echo.
             produced?;
             let (temp, digest, size, reused) = written?;
+            if let Some(t) = tap {
+                t.finished(&digest, size);
+            }
             let diff_id = Digest::from_sha256(diff_hasher.finalize().as_slice());
             let path = self.cache.commit(temp, &digest)?;
             Ok(BuiltLayer {
@@ -178,8 +199,9 @@ fn write_ordered(
     mut temp: tempfile::NamedTempFile,
     results: Receiver<MemberResult>,
     tokens: SyncSender<()>,
+    tap: Option<&SpoolTap>,
 ) -> Result<(tempfile::NamedTempFile, Digest, u64, usize), LayerError> {
-    let mut pending: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
+    let mut pending: BTreeMap<usize, (Vec<u8>, bool)> = BTreeMap::new();
     let mut next = 0usize;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
@@ -188,14 +210,17 @@ fn write_ordered(
     for (index, result) in results {
         let (bytes, was_reused) = result?;
         reused += usize::from(was_reused);
-        pending.insert(index, bytes);
-        while let Some(bytes) = pending.remove(&next) {
+        pending.insert(index, (bytes, was_reused));
+        while let Some((bytes, was_reused)) = pending.remove(&next) {
             hasher.update(&bytes);
             size += bytes.len() as u64;
             temp.write_all(&bytes).map_err(|source| LayerError::Cache {
                 path: temp_path.clone(),
                 source,
             })?;
+            if let Some(t) = tap {
+                t.wrote(bytes.len() as u64, was_reused);
+            }
             next += 1;
             // The producer may have finished and dropped its receiver; that is fine.
             let _ = tokens.send(());
@@ -211,71 +236,6 @@ fn write_ordered(
         size,
         reused,
     ))
-}
-
-/// Cuts the tar stream into members and hands them to the compression workers.
-struct Chunker {
-    current: Vec<u8>,
-    next_index: usize,
-    work_tx: SyncSender<Member>,
-    tokens: Receiver<()>,
-    diff_hasher: Sha256,
-    tar_size: u64,
-}
-
-impl Chunker {
-    fn flush(&mut self) -> Result<(), LayerError> {
-        if self.current.is_empty() {
-            return Ok(());
-        }
-        let stopped = || LayerError::Entry {
-            path: "<layer>".into(),
-            reason: "compression stopped early".into(),
-        };
-        // Wait for room; an error means the writer stopped (its error is reported instead).
-        self.tokens.recv().map_err(|_| stopped())?;
-        let data = std::mem::replace(&mut self.current, Vec::with_capacity(HARD_MAX_MEMBER));
-        self.work_tx
-            .send(Member {
-                index: self.next_index,
-                data,
-            })
-            .map_err(|_| stopped())?;
-        self.next_index += 1;
-        Ok(())
-    }
-}
-
-impl TarSink for Chunker {
-    fn write(&mut self, mut bytes: &[u8]) -> Result<(), LayerError> {
-        self.diff_hasher.update(bytes);
-        self.tar_size += bytes.len() as u64;
-        while !bytes.is_empty() {
-            let room = HARD_MAX_MEMBER - self.current.len();
-            let take = room.min(bytes.len());
-            self.current.extend_from_slice(&bytes[..take]);
-            bytes = &bytes[take..];
-            if self.current.len() >= HARD_MAX_MEMBER {
-                self.flush()?;
-            }
-        }
-        Ok(())
-    }
-
-    fn entry_boundary(&mut self, path: &str) -> Result<(), LayerError> {
-        let len = self.current.len();
-        if len >= SOFT_MAX_MEMBER || (len >= MIN_MEMBER && fnv1a(path.as_bytes()).is_multiple_of(8))
-        {
-            self.flush()?;
-        }
-        Ok(())
-    }
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]

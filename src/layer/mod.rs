@@ -3,10 +3,12 @@
 
 pub mod build;
 pub mod cache;
+mod chunker;
 pub mod codec;
 pub mod compress;
 pub mod entry;
 pub mod error;
+pub mod spool;
 pub mod stat_index;
 pub mod tar_writer;
 

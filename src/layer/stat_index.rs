@@ -49,20 +49,51 @@ const NEVER: u64 = u64::MAX;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FileStat([u64; 6]);
 
+/// A source file's `stat` (not following symlinks), as taken by whoever listed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SourceStat {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub ctime_ns: i128,
+    pub ino: u64,
+    pub dev: u64,
+    pub mode: u32,
+}
+
+impl SourceStat {
+    pub fn of(m: &fs::Metadata) -> SourceStat {
+        SourceStat {
+            size: m.size(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
+            ino: m.ino(),
+            dev: m.dev(),
+            mode: m.mode(),
+        }
+    }
+}
+
+/// Stats already taken (by the context walk, before anything was read), so the index
+/// need not stat every source again. A path it does not know is stat'ed as usual.
+pub trait StatHints: Send + Sync {
+    fn stat(&self, path: &Path) -> Option<SourceStat>;
+}
+
 impl FileStat {
-    fn of(path: &Path) -> Option<(FileStat, i128)> {
-        let m = fs::symlink_metadata(path).ok()?;
-        let mtime = i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec());
-        let ctime = i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec());
+    fn of(path: &Path, hints: Option<&dyn StatHints>) -> Option<(FileStat, i128)> {
+        let s = match hints.and_then(|h| h.stat(path)) {
+            Some(s) => s,
+            None => SourceStat::of(&fs::symlink_metadata(path).ok()?),
+        };
         let stat = FileStat([
-            m.size(),
-            mtime as u64,
-            ctime as u64,
-            m.ino(),
-            m.dev(),
-            u64::from(m.mode()),
+            s.size,
+            s.mtime_ns as u64,
+            s.ctime_ns as u64,
+            s.ino,
+            s.dev,
+            u64::from(s.mode),
         ]);
-        Some((stat, mtime))
+        Some((stat, s.mtime_ns))
     }
 }
 
@@ -83,6 +114,18 @@ impl<'a> StatIndex<'a> {
         codec: Codec,
         mtime: u64,
         jobs: usize,
+    ) -> Self {
+        Self::open_with(cache, spec, codec, mtime, jobs, None)
+    }
+
+    /// [`StatIndex::open`], taking the stats `hints` knows from there.
+    pub fn open_with(
+        cache: &'a BlobCache,
+        spec: &LayerSpec,
+        codec: Codec,
+        mtime: u64,
+        jobs: usize,
+        hints: Option<&dyn StatHints>,
     ) -> Self {
         let entries = sorted(&spec.entries);
         let mut h = Sha256::new();
@@ -130,7 +173,7 @@ impl<'a> StatIndex<'a> {
         StatIndex {
             cache,
             key,
-            stats: stat_all(&sources, jobs.max(1), now),
+            stats: stat_all(&sources, jobs.max(1), now, hints),
         }
     }
 
@@ -199,7 +242,14 @@ fn blob_stat(m: &fs::Metadata) -> [u64; 3] {
 }
 
 /// Stats every source on up to `jobs` threads; racy files get a never-matching stat.
-fn stat_all(sources: &[&Path], jobs: usize, now_ns: i128) -> Option<Vec<FileStat>> {
+fn stat_all(
+    sources: &[&Path],
+    jobs: usize,
+    now_ns: i128,
+    hints: Option<&dyn StatHints>,
+) -> Option<Vec<FileStat>> {
+    // Known stats are lookups: one thread does them faster than starting others.
+    let jobs = if hints.is_some() { 1 } else { jobs };
     let chunk = sources.len().div_ceil(jobs).max(1);
     let parts: Vec<Option<Vec<FileStat>>> = std::thread::scope(|s| {
         let handles: Vec<_> = sources
@@ -208,7 +258,7 @@ fn stat_all(sources: &[&Path], jobs: usize, now_ns: i128) -> Option<Vec<FileStat
                 s.spawn(move || {
                     part.iter()
                         .map(|p| {
-                            let (stat, changed) = FileStat::of(p)?;
+                            let (stat, changed) = FileStat::of(p, hints)?;
                             let racy = changed > now_ns - RACY_WINDOW_NS;
                             Some(if racy { FileStat([NEVER; 6]) } else { stat })
                         })

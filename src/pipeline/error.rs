@@ -37,4 +37,24 @@ pub enum PipelineError {
     Platform { base: String, reason: String },
     #[error("internal error: {0}")]
     Internal(String),
+    /// An error about a stage's base, at the Dockerfile line of its `FROM`.
+    #[error("{location}: {cause}")]
+    AtFrom {
+        location: String,
+        cause: Box<PipelineError>,
+    },
+}
+
+impl PipelineError {
+    /// Points a base-platform error at `location` (`Dockerfile:LINE` of the FROM), when
+    /// there is one; other errors are returned as they are.
+    pub fn at_from(self, location: Option<&str>) -> PipelineError {
+        match (&self, location) {
+            (PipelineError::Platform { .. }, Some(l)) => PipelineError::AtFrom {
+                location: l.to_string(),
+                cause: Box::new(self),
+            },
+            _ => self,
+        }
+    }
 }

@@ -9,12 +9,14 @@ pub mod stages;
 
 use std::path::PathBuf;
 
+use crate::context::tree::{WalkMemo, with_memo};
 use crate::image::{Digest, Platform, Reference};
 use crate::layer::{BlobCache, Codec, LayerBuilder, LayerSpec};
 use crate::progress::Progress;
-use crate::recipe::{Base, Frontend, NoBaseInfo, Step};
+use crate::recipe::{Frontend, NoBaseInfo, RootBase, Step};
 use crate::registry::{Registries, RegistryOptions};
 use crate::sink::{self, Artifact, Delivery, Destination};
+use base::ResolvedBase;
 
 pub use error::PipelineError;
 
@@ -73,19 +75,18 @@ pub async fn build(
     progress: &Progress,
 ) -> Result<BuildOutcome, PipelineError> {
     let host = Platform::host();
-    // The host recipe, made before any base is known, gives the root base and the context
-    // layers to build while the bases resolve; each platform's recipe is made again below
-    // with its bases' configs.
-    let probe = frontend.recipe_for(&host, &NoBaseInfo)?;
-    let (root, root_platform) = match probe.root_of_final() {
-        Some((i, Base::Image(r))) => (Some(r.clone()), probe.stages[i].platform.clone()),
-        Some((i, _)) => (None, probe.stages[i].platform.clone()),
-        None => return Err(PipelineError::Internal("the recipe has no stage".into())),
-    };
+    // The host recipe, made before any base is known, gives the context layers to build
+    // while the bases resolve; each platform's recipe is made again below with its bases'
+    // configs (and file lists, when a destination depends on them). Without those it may
+    // fail, which only means nothing is built ahead.
+    // One walk of the context per build: later recipes reuse the probe's listings.
+    let walks = WalkMemo::default();
+    let probe = with_memo(&walks, || frontend.recipe_for(&host, &NoBaseInfo)).ok();
+    let root_base = frontend.root_base(&host)?;
     // `FROM --platform=…` on the final stage's root pins its base unless --platform asks
     // for something else.
-    let request = match (&settings.platforms, root_platform) {
-        (PlatformRequest::Host, Some(p)) => PlatformRequest::Prefer(p),
+    let request = match (&settings.platforms, &root_base.platform) {
+        (PlatformRequest::Host, Some(p)) => PlatformRequest::Prefer(p.clone()),
         (r, _) => r.clone(),
     };
     let registries = Registries::new(settings.registry.clone(), progress.clone())?;
@@ -97,15 +98,21 @@ pub async fn build(
         mtime: settings.source_date_epoch,
         reuse: !settings.no_cache,
     };
-    let memo = stages::LayerMemo::default();
+    // Fresh layers start uploading to the first registry destination while they are
+    // compressed; the push then only checks them off.
+    let early = settings.destinations.iter().find_map(|d| match d {
+        Destination::Registry(r) => Some(stages::EarlyPush::new(&registries, r, progress)),
+        _ => None,
+    });
+    let memo = stages::LayerMemo::new(early.clone(), Some(walks.clone()));
 
     // Context layers known up front are built while the bases resolve (manifest + config
     // only); the memo hands them to every platform.
     let prebuild = {
         let (memo, builder, progress) = (memo.clone(), builder.clone(), progress.clone());
         let specs: Vec<LayerSpec> = probe
-            .stages
             .iter()
+            .flat_map(|r| r.stages.iter())
             .flat_map(|s| s.steps.iter())
             .filter_map(|s| match s {
                 Step::Layer(spec) => Some(spec.clone()),
@@ -119,21 +126,41 @@ pub async fn build(
             Ok::<(), PipelineError>(())
         })
     };
-    let bases = base::resolve(root.as_ref(), &request, &registries, progress).await;
-    let prebuilt = prebuild
-        .await
-        .map_err(|e| PipelineError::Internal(format!("layer task failed: {e}")))?;
-    // A context error is the more useful one to report when both fail.
-    prebuilt?;
-    let mut bases = bases?;
+    let prebuilt = async move {
+        prebuild
+            .await
+            .map_err(|e| PipelineError::Internal(format!("layer task failed: {e}")))?
+    };
+    // The layers keep building while the platforms' recipes are made: the memo hands a
+    // layer still being built to whoever asks for it.
+    let mut bases = match resolve_roots(frontend, &root_base, &request, &registries, progress).await
+    {
+        Ok(b) => b,
+        Err(e) => {
+            // A context error is the more useful one to report when both fail.
+            prebuilt.await?;
+            return Err(e);
+        }
+    };
+    if let Some(e) = &early {
+        e.go();
+    }
     if request == PlatformRequest::All {
-        bases = base::common_platforms(
-            bases,
-            &other_bases(&probe, root.as_ref()),
-            &registries,
-            progress,
-        )
-        .await?;
+        let others = frontend.floating_bases(&host, root_base.image.as_ref())?;
+        let located = frontend.base_images(&host)?;
+        bases = base::common_platforms(bases, &others, &registries, progress)
+            .await
+            .map_err(|e| {
+                // Point at the FROM of the image that narrowed the platforms to nothing.
+                let at = match &e {
+                    PipelineError::Platform { base, .. } => located
+                        .iter()
+                        .find(|(r, _, _)| r.to_string() == *base)
+                        .and_then(|(_, _, l)| l.clone()),
+                    _ => None,
+                };
+                e.at_from(at.as_deref())
+            })?;
     }
 
     let resolved = base::BaseCache::default();
@@ -148,29 +175,35 @@ pub async fn build(
         compression: settings.codec.compression,
     };
     let mut images = Vec::new();
+    let mut annotations = None;
     for b in &bases {
-        let mut known = base::KnownConfigs::default();
-        for (r, p) in frontend.base_images(&b.platform)? {
-            let cfg = if Some(&r) == root.as_ref() && p == b.platform {
-                resolved.insert(&r, &p, b.clone()).await;
-                b.config.clone()
-            } else {
-                resolved.get(&r, &p, &registries, progress).await?.config
-            };
-            known.insert(&r, &p, cfg);
-        }
-        let recipe = frontend.recipe_for(&b.platform, &known)?;
+        let root = frontend.root_base(&b.platform)?.image;
+        let recipe = base::recipe_for_platform(
+            frontend,
+            &b.platform,
+            root.as_ref(),
+            b,
+            &resolved,
+            &registries,
+            &cache,
+            &walks,
+            progress,
+        )
+        .await?;
         let image = stages::build_platform(&recipe, b, &cx).await?;
         progress.debug(format_args!(
             "{} manifest {}",
             image.platform, image.manifest_digest
         ));
         images.push(image);
+        annotations.get_or_insert(recipe.annotations);
     }
-    let artifact = assemble::artifact(images, &probe.annotations)?;
+    prebuilt.await?;
+    let artifact = assemble::artifact(images, &annotations.unwrap_or_default())?;
     let destinations = deliver(
         &artifact,
         &settings.destinations,
+        early.as_ref(),
         &registries,
         &cache,
         progress,
@@ -194,21 +227,55 @@ pub async fn build(
     })
 }
 
-/// The images other needed stages start from (without a `FROM --platform` of their own),
-/// which `--platform all` must find in every platform it builds.
-fn other_bases(recipe: &crate::recipe::Recipe, root: Option<&Reference>) -> Vec<Reference> {
-    let mut out: Vec<Reference> = Vec::new();
-    for i in recipe.needed_stages() {
-        let stage = &recipe.stages[i];
-        if let Base::Image(r) = &stage.base
-            && stage.platform.is_none()
-            && Some(r) != root
-            && !out.contains(r)
-        {
-            out.push(r.clone());
+/// The final stage's root base for each target platform. A FROM line may name a
+/// different image per platform (`FROM base:${TARGETARCH}`): platforms are grouped by the
+/// image their FROM names, each group resolved on its own.
+async fn resolve_roots(
+    frontend: &Frontend,
+    host_root: &RootBase,
+    request: &PlatformRequest,
+    registries: &Registries,
+    progress: &Progress,
+) -> Result<Vec<ResolvedBase>, PipelineError> {
+    let resolve = |root: RootBase, request: PlatformRequest| async move {
+        base::resolve(root.image.as_ref(), &request, registries, progress)
+            .await
+            .map_err(|e| e.at_from(root.location.as_deref()))
+    };
+    if let PlatformRequest::List(list) = request {
+        let mut groups: Vec<(RootBase, Vec<Platform>)> = Vec::new();
+        for p in list {
+            let root = frontend.root_base(p)?;
+            match groups.iter_mut().find(|(r, _)| r.image == root.image) {
+                Some((_, ps)) => ps.push(p.clone()),
+                None => groups.push((root, vec![p.clone()])),
+            }
+        }
+        let mut resolved = Vec::new();
+        for (root, ps) in groups {
+            resolved.extend(resolve(root, PlatformRequest::List(ps)).await?);
+        }
+        // Keep the order the platforms were asked in.
+        let mut out = Vec::new();
+        for p in list {
+            if let Some(i) = resolved.iter().position(|b| p.matches(&b.platform)) {
+                out.push(resolved.remove(i));
+            }
+        }
+        out.extend(resolved);
+        return Ok(out);
+    }
+    let mut out = Vec::new();
+    for b in resolve(host_root.clone(), request.clone()).await? {
+        let root = frontend.root_base(&b.platform)?;
+        if root.image == host_root.image {
+            out.push(b);
+        } else {
+            let platform = b.platform.clone();
+            out.extend(resolve(root, PlatformRequest::List(vec![platform])).await?);
         }
     }
-    out
+    Ok(out)
 }
 
 /// Writes the artifact to every destination. All registry destinations go in one push so
@@ -216,6 +283,7 @@ fn other_bases(recipe: &crate::recipe::Recipe, root: Option<&Reference>) -> Vec<
 async fn deliver(
     artifact: &Artifact,
     destinations: &[Destination],
+    early: Option<&stages::EarlyPush>,
     registries: &Registries,
     cache: &BlobCache,
     progress: &Progress,
@@ -230,7 +298,15 @@ async fn deliver(
     let pushed = if targets.is_empty() {
         Delivery::default()
     } else {
-        sink::registry::push_all(artifact, &targets, registries, progress).await?
+        let uploaded = match early {
+            Some(e) => e.finish().await,
+            None => Default::default(),
+        };
+        let pre = early.map(|e| sink::registry::Preuploaded {
+            repo: e.target(),
+            blobs: &uploaded,
+        });
+        sink::registry::push_all_with(artifact, &targets, pre, registries, progress).await?
     };
     let mut out = Vec::new();
     for dest in destinations {

@@ -5,9 +5,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::OnceCell;
+
 use super::base::{self, ResolvedBase};
 use super::{PipelineError, assemble, copy};
-use crate::image::{Platform, time};
+use crate::context::tree::WalkMemo;
+use crate::image::{Digest, Platform, Reference, time};
+use crate::layer::spool::{self, SpoolWatch};
+use crate::layer::stat_index::StatHints;
 use crate::layer::{BlobCache, BuiltLayer, LayerBuilder, LayerSpec};
 use crate::progress::{Progress, human_bytes};
 use crate::recipe::{Base, CopySource, Recipe, Step};
@@ -18,38 +23,158 @@ use crate::sink::BuiltImage;
 /// are built once.
 #[derive(Clone, Default)]
 pub struct LayerMemo {
-    built: Arc<Mutex<Vec<(LayerSpec, BuiltLayer)>>>,
+    built: Arc<Mutex<Vec<(LayerSpec, LayerCell)>>>,
+    early: Option<EarlyPush>,
+    /// The build's context listings: their stats spare the stat index a second `stat`.
+    walks: Option<WalkMemo>,
 }
 
-impl LayerMemo {
-    fn get(&self, spec: &LayerSpec) -> Option<BuiltLayer> {
-        let built = self.built.lock().ok()?;
-        built
-            .iter()
-            .find(|(s, _)| s == spec)
-            .map(|(_, l)| l.clone())
-    }
+/// One layer of the memo: filled once, by the first caller; the others wait for it.
+type LayerCell = Arc<OnceCell<BuiltLayer>>;
 
-    fn put(&self, spec: LayerSpec, layer: BuiltLayer) {
-        if let Ok(mut built) = self.built.lock() {
-            built.push((spec, layer));
+/// Uploads of freshly built layers to the first registry destination, started while the
+/// layer is still being compressed (see `layer::spool`). The push later counts what they
+/// committed and uploads the rest as usual; a failed early upload is only logged.
+#[derive(Clone)]
+pub struct EarlyPush {
+    registries: Registries,
+    target: Reference,
+    progress: Progress,
+    uploads: Arc<Mutex<Vec<EarlyTask>>>,
+    /// Set once the bases resolved: a run that fails there sends nothing, and asks for
+    /// no push credentials.
+    go: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// Layers smaller than this are pushed after the build as usual: their upload is short,
+/// and the ordinary push's HEAD-first order is kept for them.
+const EARLY_MIN: u64 = 16 << 20;
+
+type EarlyTask = tokio::task::JoinHandle<Option<(Digest, u64)>>;
+
+impl EarlyPush {
+    pub fn new(registries: &Registries, target: &Reference, progress: &Progress) -> Self {
+        EarlyPush {
+            registries: registries.clone(),
+            target: target.clone(),
+            progress: progress.clone(),
+            uploads: Arc::default(),
+            go: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
 
-    /// Builds `spec` unless an identical one was built in this run.
+    /// Lets the early uploads start (the bases resolved).
+    pub fn go(&self) {
+        self.go.send_replace(true);
+    }
+
+    /// The repository the early uploads go to.
+    pub fn target(&self) -> &Reference {
+        &self.target
+    }
+
+    /// Starts uploading the blob `watch` reports once a freshly compressed member shows
+    /// up (a blob made only of cached members was most likely pushed before).
+    fn start(&self, mut watch: SpoolWatch) {
+        let (regs, target, progress) = (
+            self.registries.clone(),
+            self.target.clone(),
+            self.progress.clone(),
+        );
+        let mut go = self.go.subscribe();
+        let task = tokio::spawn(async move {
+            if !watch.wait_fresh(EARLY_MIN).await || go.wait_for(|g| *g).await.is_err() {
+                return None;
+            }
+            match regs.push_blob_growing(&target, watch.growing()).await {
+                Ok(done) => Some(done),
+                Err(e) => {
+                    progress.debug(format_args!(
+                        "early upload to {} failed ({}); pushing after the build",
+                        target.name(),
+                        e.summary()
+                    ));
+                    None
+                }
+            }
+        });
+        if let Ok(mut u) = self.uploads.lock() {
+            u.push(task);
+        }
+    }
+
+    /// Waits for every early upload: the blobs committed, with their sizes.
+    pub async fn finish(&self) -> HashMap<Digest, u64> {
+        let tasks: Vec<EarlyTask> = match self.uploads.lock() {
+            Ok(mut u) => u.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut done = HashMap::new();
+        for t in tasks {
+            if let Ok(Some((d, n))) = t.await {
+                done.insert(d, n);
+            }
+        }
+        done
+    }
+}
+
+impl LayerMemo {
+    /// A memo whose fresh layers are also uploaded to `early` (if any) while they are
+    /// built, and whose stat index checks take the stats `walks` already has.
+    pub fn new(early: Option<EarlyPush>, walks: Option<WalkMemo>) -> Self {
+        LayerMemo {
+            built: Arc::default(),
+            early,
+            walks,
+        }
+    }
+
+    /// The cell of `spec`: the same one for every caller, so a layer being built is
+    /// waited for rather than built twice.
+    fn cell(&self, spec: &LayerSpec) -> LayerCell {
+        let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, c)) = built.iter().find(|(s, _)| s == spec) {
+            return c.clone();
+        }
+        let cell = Arc::new(OnceCell::new());
+        built.push((spec.clone(), cell.clone()));
+        cell
+    }
+
+    /// Builds `spec` unless an identical one was built (or is being built) in this run.
     pub async fn build(
         &self,
         builder: &LayerBuilder,
         spec: &LayerSpec,
         progress: &Progress,
     ) -> Result<BuiltLayer, PipelineError> {
-        if let Some(l) = self.get(spec) {
-            return Ok(l);
-        }
+        let cell = self.cell(spec);
+        let layer = cell
+            .get_or_try_init(|| self.build_now(builder, spec, progress))
+            .await?;
+        Ok(layer.clone())
+    }
+
+    async fn build_now(
+        &self,
+        builder: &LayerBuilder,
+        spec: &LayerSpec,
+        progress: &Progress,
+    ) -> Result<BuiltLayer, PipelineError> {
         let (b, s) = (builder.clone(), spec.clone());
-        let layer = tokio::task::spawn_blocking(move || b.build(&s))
-            .await
-            .map_err(|e| PipelineError::Internal(format!("layer task failed: {e}")))??;
+        let tap = self.early.as_ref().map(|e| {
+            let (tap, watch) = spool::channel();
+            e.start(watch);
+            tap
+        });
+        let walks = self.walks.clone();
+        let layer = tokio::task::spawn_blocking(move || {
+            let hints = walks.as_ref().map(|w| w as &dyn StatHints);
+            b.build_tapped(&s, tap, hints)
+        })
+        .await
+        .map_err(|e| PipelineError::Internal(format!("layer task failed: {e}")))??;
         progress.info(format_args!(
             "layer sha256:{} {} ({} → {}, {}/{} members reused)",
             &layer.digest.hex()[..12],
@@ -59,7 +184,6 @@ impl LayerMemo {
             layer.members_reused,
             layer.members
         ));
-        self.put(spec.clone(), layer.clone());
         Ok(layer)
     }
 }
@@ -95,7 +219,10 @@ pub async fn build_platform(
             Base::Scratch => ResolvedBase::scratch(&platform),
             Base::Image(r) => {
                 let p = stage.platform.as_ref().unwrap_or(&platform);
-                cx.bases.get(r, p, cx.registries, cx.progress).await?
+                cx.bases
+                    .get(r, p, cx.registries, cx.progress)
+                    .await
+                    .map_err(|e| e.at_from(recipe.from_location(i).as_deref()))?
             }
             Base::Stage(j) => done.get(j).map(|(_, b)| b.clone()).ok_or_else(|| {
                 PipelineError::Internal(format!("stage {j} was not built before stage {i}"))

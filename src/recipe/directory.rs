@@ -49,6 +49,7 @@ pub fn recipe(opts: &DirectoryOptions) -> Result<Recipe, RecipeError> {
             base,
             steps,
             platform: None,
+            from_line: None,
         }],
         context: opts.context.clone(),
         dockerfile: None,

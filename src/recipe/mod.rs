@@ -108,6 +108,9 @@ pub struct Stage {
     /// `FROM --platform=…`: the platform this stage's base is resolved for (None: the
     /// target platform).
     pub platform: Option<crate::image::Platform>,
+    /// The Dockerfile line of its `FROM` (None in directory mode), for errors about the
+    /// base found later, such as a platform it lacks.
+    pub from_line: Option<usize>,
 }
 
 /// A whole build plan. The image produced is the last stage's (after `--target`).
@@ -148,19 +151,81 @@ impl Frontend {
     }
 
     /// The base images whose configs [`Frontend::recipe_for`] wants for `platform`, each
-    /// with the platform to resolve it for (`FROM --platform` can differ from the target).
+    /// with the platform to resolve it for (`FROM --platform` can differ from the target)
+    /// and the `Dockerfile:LINE` of its FROM.
     pub fn base_images(
         &self,
         platform: &crate::image::Platform,
-    ) -> Result<Vec<(Reference, crate::image::Platform)>, RecipeError> {
+    ) -> Result<Vec<(Reference, crate::image::Platform, Option<String>)>, RecipeError> {
         match self {
             Frontend::Directory(_) => Ok(Vec::new()),
-            Frontend::Dockerfile(opts) => dockerfile::base_images(opts, platform),
+            Frontend::Dockerfile(opts) => Ok(dockerfile::base_images(opts, platform)?
+                .into_iter()
+                .map(|(r, p, line)| (r, p, Some(format!("{}:{line}", opts.dockerfile.display()))))
+                .collect()),
+        }
+    }
+}
+
+/// The base at the root of a front end's result, known before any base is looked at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RootBase {
+    /// None: scratch.
+    pub image: Option<Reference>,
+    /// `FROM --platform=…` of its stage.
+    pub platform: Option<crate::image::Platform>,
+    /// `Dockerfile:LINE` of its FROM (None in directory mode).
+    pub location: Option<String>,
+}
+
+impl Frontend {
+    /// The root base of the result for `platform` (FROM lines may use `TARGETARCH`).
+    pub fn root_base(&self, platform: &crate::image::Platform) -> Result<RootBase, RecipeError> {
+        match self {
+            Frontend::Directory(opts) => {
+                let r = directory::recipe(opts)?;
+                let image = match r.root_of_final() {
+                    Some((_, Base::Image(i))) => Some(i.clone()),
+                    _ => None,
+                };
+                Ok(RootBase {
+                    image,
+                    platform: None,
+                    location: None,
+                })
+            }
+            Frontend::Dockerfile(opts) => {
+                let (image, platform, line) = dockerfile::root_base(opts, platform)?;
+                Ok(RootBase {
+                    image,
+                    platform,
+                    location: Some(format!("{}:{line}", opts.dockerfile.display())),
+                })
+            }
+        }
+    }
+
+    /// Images other needed stages start from that follow the target platform (no
+    /// `FROM --platform`): `--platform all` builds only what they all offer.
+    pub fn floating_bases(
+        &self,
+        platform: &crate::image::Platform,
+        except: Option<&Reference>,
+    ) -> Result<Vec<Reference>, RecipeError> {
+        match self {
+            Frontend::Directory(_) => Ok(Vec::new()),
+            Frontend::Dockerfile(opts) => dockerfile::floating_bases(opts, platform, except),
         }
     }
 }
 
 impl Recipe {
+    /// `Dockerfile:LINE` of stage `i`'s `FROM`, when the recipe came from a Dockerfile.
+    pub fn from_location(&self, i: usize) -> Option<String> {
+        let line = self.stages.get(i)?.from_line?;
+        Some(format!("{}:{line}", self.dockerfile.as_ref()?.display()))
+    }
+
     /// The stage whose image is the result.
     pub fn final_stage(&self) -> Option<&Stage> {
         self.stages.last()

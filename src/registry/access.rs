@@ -306,9 +306,14 @@ pub(super) fn refuse_reason(name: &str, scheme: Scheme, challenge: &Challenge) -
         return Some(format!("{name} is reached over plain HTTP"));
     }
     if let Challenge::Bearer { realm, .. } = challenge {
-        let rest = realm.strip_prefix("http://")?;
-        let realm_host = rest.split('/').next().unwrap_or(rest);
-        if !is_loopback_host(realm_host) {
+        // Parsed, not split by hand: `HTTP://…` and `http://localhost:1@evil.example/`
+        // must be judged by the host reqwest will really connect to.
+        let Ok(url) = reqwest::Url::parse(realm) else {
+            return Some(format!("its token service {realm:?} is not a valid URL"));
+        };
+        // `host_str` keeps IPv6 brackets, which `is_loopback_host` expects.
+        let host = url.host_str().unwrap_or("");
+        if url.scheme() != "https" && !is_loopback_host(host) {
             return Some(format!("its token service {realm} is plain HTTP"));
         }
     }
@@ -318,6 +323,22 @@ pub(super) fn refuse_reason(name: &str, scheme: Scheme, challenge: &Challenge) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_realms_are_judged_by_their_real_host() {
+        let bearer = |realm: &str| Challenge::Bearer {
+            realm: realm.to_string(),
+            service: None,
+        };
+        let refused = |realm: &str| refuse_reason("reg.example", Scheme::Https, &bearer(realm));
+        assert!(refused("https://auth.example/token").is_none());
+        assert!(refused("http://127.0.0.1:5001/token").is_none());
+        assert!(refused("http://[::1]:5001/token").is_none());
+        assert!(refused("http://auth.example/token").is_some());
+        assert!(refused("HTTP://auth.example/token").is_some());
+        assert!(refused("http://localhost:1@evil.example/token").is_some());
+        assert!(refused("not a url").is_some());
+    }
 
     #[test]
     fn token_freshness_and_scopes() {

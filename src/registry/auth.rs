@@ -123,6 +123,29 @@ impl CredentialStore {
         self.files.first().map(PathBuf::as_path)
     }
 
+    /// The credential helper the Docker config file names for `registry` (its
+    /// `credHelpers` entry, else `credsStore`): where `login` must store, as Docker does.
+    pub fn helper_for(&self, registry: &str) -> Result<Option<String>, RegistryError> {
+        let Some(path) = self.files.first() else {
+            return Ok(None);
+        };
+        let Some(config) = read_config(path)? else {
+            return Ok(None);
+        };
+        let want = normalize_key(registry);
+        Ok(config
+            .cred_helpers
+            .iter()
+            .find(|(k, _)| normalize_key(k) == want)
+            .map(|(_, v)| v.clone())
+            .or_else(|| config.creds_store.clone().filter(|s| !s.is_empty())))
+    }
+
+    /// `$PATH` override for finding helpers (tests).
+    pub fn helper_path(&self) -> Option<&std::ffi::OsStr> {
+        self.helper_path.as_deref()
+    }
+
     /// Credentials for `registry` (`host[:port]` as in the reference; `docker.io` for
     /// Docker Hub), or None for anonymous access.
     pub async fn lookup(&self, registry: &str) -> Result<Option<Found>, RegistryError> {

@@ -89,6 +89,8 @@ pub(super) struct ClientSpec<'a> {
     pub(super) roots: &'a [Der],
     pub(super) identity: Option<&'a [u8]>,
     pub(super) insecure: bool,
+    /// `roots` are the exact server certificates to accept (see `pinned.rs`).
+    pub(super) pinned: bool,
     pub(super) read_timeout: Duration,
     pub(super) follow: bool,
 }
@@ -98,6 +100,22 @@ pub(super) struct ClientSpec<'a> {
 /// credentials never follow.
 pub(super) fn http_client(spec: &ClientSpec<'_>) -> Result<reqwest::Client, RegistryError> {
     let name = spec.name;
+    if spec.pinned {
+        let tls = super::pinned::config(spec.roots, spec.identity).map_err(|reason| {
+            RegistryError::Tls {
+                registry: name.to_string(),
+                reason,
+            }
+        })?;
+        return reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(spec.read_timeout)
+            .tls_backend_preconfigured(tls)
+            .redirect(redirect_policy(spec.follow))
+            .build()
+            .map_err(|e| bad_roots(name, &e));
+    }
     let certs = spec
         .roots
         .iter()
@@ -110,11 +128,7 @@ pub(super) fn http_client(spec: &ClientSpec<'_>) -> Result<reqwest::Client, Regi
         .read_timeout(spec.read_timeout)
         .danger_accept_invalid_certs(spec.insecure)
         .tls_certs_merge(certs)
-        .redirect(if spec.follow {
-            reqwest::redirect::Policy::limited(10)
-        } else {
-            reqwest::redirect::Policy::none()
-        });
+        .redirect(redirect_policy(spec.follow));
     if let Some(pem) = spec.identity {
         let id = reqwest::Identity::from_pem(pem).map_err(|e| RegistryError::Tls {
             registry: name.to_string(),
@@ -123,6 +137,14 @@ pub(super) fn http_client(spec: &ClientSpec<'_>) -> Result<reqwest::Client, Regi
         builder = builder.identity(id);
     }
     builder.build().map_err(|e| bad_roots(name, &e))
+}
+
+fn redirect_policy(follow: bool) -> reqwest::redirect::Policy {
+    if follow {
+        reqwest::redirect::Policy::limited(10)
+    } else {
+        reqwest::redirect::Policy::none()
+    }
 }
 
 fn bad_roots(name: &str, e: &dyn std::fmt::Display) -> RegistryError {
@@ -149,6 +171,7 @@ impl Host {
             roots: &roots,
             identity: identity.as_deref(),
             insecure,
+            pinned: false,
             read_timeout: setup.tuning.read_timeout,
             follow: false,
         };
@@ -165,12 +188,11 @@ impl Host {
         .await?;
         let progress = &setup.progress;
         let http = if probed.pinned {
-            progress.warn(format_args!(
-                "{name} serves a self-signed CA certificate, which rustls cannot verify; it \
-                 matched the certificate you trust, so {name} is used without further \
-                 certificate checks this run (a CA-signed server certificate avoids this)"
+            progress.debug(format_args!(
+                "{name} serves a self-signed CA certificate as its server certificate; \
+                 every connection must present exactly the one you trust"
             ));
-            spec.insecure = true;
+            spec.pinned = true;
             http_client(&spec)?
         } else {
             http
@@ -282,6 +304,7 @@ fn realm_client(
                 roots: &roots,
                 identity: identity.as_deref(),
                 insecure: setup.trust.is_insecure(&h),
+                pinned: false,
                 read_timeout: setup.tuning.read_timeout,
                 follow: false,
             })

@@ -53,6 +53,7 @@ impl Registries {
             roots: &roots,
             identity: None,
             insecure: setup.trust.is_insecure(&host),
+            pinned: false,
             read_timeout: setup.tuning.read_timeout,
             follow: true,
         })?;

@@ -1,5 +1,6 @@
 //! The Docker credential-helper protocol: run `docker-credential-<name> get`, write the
-//! server URL on stdin, read `{"Username": …, "Secret": …}` from stdout.
+//! server URL on stdin, read `{"Username": …, "Secret": …}` from stdout; `store` and
+//! `erase` for `ocibuild login`/`logout` when a helper is configured.
 //!
 //! See docker/docker-credential-helpers (`client/client.go`): a helper that has nothing
 //! for the server exits non-zero and prints "credentials not found in native keychain";
@@ -22,6 +23,97 @@ const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
 /// What a helper prints on stdout for a "not found" answer.
 const NOT_FOUND: &str = "credentials not found in native keychain";
 
+/// `docker-credential-<name> store`: keeps `username`/`secret` for `server` in the
+/// helper's keychain (what `docker login` does when a helper is configured).
+pub async fn store(
+    name: &str,
+    server: &str,
+    username: &str,
+    secret: &str,
+    path: Option<&OsStr>,
+) -> Result<(), RegistryError> {
+    let input = serde_json::json!({"ServerURL": server, "Username": username, "Secret": secret});
+    let output = run(name, "store", input.to_string().as_bytes(), path).await?;
+    checked(name, "store", &output)
+}
+
+/// `docker-credential-<name> erase`: forgets `server`; "not found" is not an error.
+pub async fn erase(name: &str, server: &str, path: Option<&OsStr>) -> Result<bool, RegistryError> {
+    let mut input = server.as_bytes().to_vec();
+    input.push(b'\n');
+    let output = run(name, "erase", &input, path).await?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    if !output.status.success() && text.contains(NOT_FOUND) {
+        return Ok(false);
+    }
+    checked(name, "erase", &output).map(|()| true)
+}
+
+/// A failed `store`/`erase`: the first stderr line only (helpers put diagnostics there;
+/// stdin held the secret and is never echoed).
+fn checked(name: &str, verb: &str, output: &std::process::Output) -> Result<(), RegistryError> {
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let first = stderr.lines().next().unwrap_or("").trim();
+    Err(RegistryError::Credentials {
+        path: format!("docker-credential-{name}"),
+        reason: format!(
+            "`{verb}` failed ({}){}",
+            output.status,
+            if first.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", super::error::bounded(first))
+            }
+        ),
+    })
+}
+
+/// Runs `docker-credential-<name> <verb>` with `input` on stdin, bounded in time.
+async fn run(
+    name: &str,
+    verb: &str,
+    input: &[u8],
+    path: Option<&OsStr>,
+) -> Result<std::process::Output, RegistryError> {
+    let program = format!("docker-credential-{name}");
+    let fail = |reason: String| RegistryError::Credentials {
+        path: program.clone(),
+        reason,
+    };
+    if name.is_empty() || name.contains('/') {
+        return Err(fail("invalid helper name".into()));
+    }
+    let search = path
+        .map(OsStr::to_os_string)
+        .or_else(|| std::env::var_os("PATH"));
+    let exe = find_program(&program, search.as_deref()).ok_or_else(|| {
+        fail("helper not found in PATH (configured in credHelpers/credsStore)".into())
+    })?;
+    let mut child = tokio::process::Command::new(&exe)
+        .arg(verb)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| fail(format!("cannot run {}: {e}", exe.display())))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A helper that exits without reading stdin is fine: ignore a broken pipe.
+        let _ = stdin.write_all(input).await;
+    }
+    tokio::time::timeout(HELPER_TIMEOUT, child.wait_with_output())
+        .await
+        .map_err(|_| fail(format!("no answer within {}s", HELPER_TIMEOUT.as_secs())))?
+        .map_err(|e| fail(format!("cannot run: {e}")))
+}
+
 #[derive(Deserialize)]
 struct HelperReply {
     #[serde(rename = "Username", default)]
@@ -42,32 +134,9 @@ pub async fn get(
         path: program.clone(),
         reason,
     };
-    if name.is_empty() || name.contains('/') {
-        return Err(fail("invalid helper name".into()));
-    }
-    let search = path
-        .map(OsStr::to_os_string)
-        .or_else(|| std::env::var_os("PATH"));
-    let exe = find_program(&program, search.as_deref()).ok_or_else(|| {
-        fail("helper not found in PATH (configured in credHelpers/credsStore)".into())
-    })?;
-    let mut child = tokio::process::Command::new(&exe)
-        .arg("get")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| fail(format!("cannot run {}: {e}", exe.display())))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A helper that exits without reading stdin is fine: ignore a broken pipe.
-        let _ = stdin.write_all(server.as_bytes()).await;
-        let _ = stdin.write_all(b"\n").await;
-    }
-    let output = tokio::time::timeout(HELPER_TIMEOUT, child.wait_with_output())
-        .await
-        .map_err(|_| fail(format!("no answer within {}s", HELPER_TIMEOUT.as_secs())))?
-        .map_err(|e| fail(format!("cannot run: {e}")))?;
+    let mut input = server.as_bytes().to_vec();
+    input.push(b'\n');
+    let output = run(name, "get", &input, path).await?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         if stdout.contains(NOT_FOUND) || String::from_utf8_lossy(&output.stderr).contains(NOT_FOUND)

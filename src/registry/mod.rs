@@ -24,6 +24,7 @@ mod download;
 pub mod error;
 mod helper;
 pub mod login;
+mod pinned;
 mod probe;
 mod pull;
 mod push;
@@ -264,20 +265,41 @@ impl Registries {
         registry: &str,
         username: &str,
         password: &str,
-    ) -> Result<PathBuf, RegistryError> {
+    ) -> Result<String, RegistryError> {
         // Accept what `docker login` accepts: `host[:port]`, a URL, Docker Hub's aliases.
         let registry = auth::normalize_key(registry);
         let host = Host::connect(&registry, &self.inner.setup, false).await?;
         host.verify_login(username, password).await?;
         let path = self.config_file()?;
-        login::save_login(&path, &registry, username, password)?;
-        Ok(path)
+        let creds = &self.inner.setup.creds;
+        match creds.helper_for(&registry)? {
+            // As `docker login`: into the configured helper, and no plaintext copy left
+            // behind to shadow it.
+            Some(name) => {
+                let server = auth::helper_server_url(&registry);
+                helper::store(&name, &server, username, password, creds.helper_path()).await?;
+                login::remove_login(&path, &registry)?;
+                Ok(format!("docker-credential-{name}"))
+            }
+            None => {
+                login::save_login(&path, &registry, username, password)?;
+                Ok(path.display().to_string())
+            }
+        }
     }
 
-    /// `ocibuild logout`: removes `registry`'s entry from the Docker config; returns
-    /// whether there was one.
-    pub fn logout(&self, registry: &str) -> Result<bool, RegistryError> {
-        login::remove_login(&self.config_file()?, &auth::normalize_key(registry))
+    /// `ocibuild logout`: removes `registry`'s credentials from the configured helper and
+    /// the Docker config; returns whether there were any.
+    pub async fn logout(&self, registry: &str) -> Result<bool, RegistryError> {
+        let registry = auth::normalize_key(registry);
+        let creds = &self.inner.setup.creds;
+        let mut removed = false;
+        if let Some(name) = creds.helper_for(&registry)? {
+            let server = auth::helper_server_url(&registry);
+            removed |= helper::erase(&name, &server, creds.helper_path()).await?;
+        }
+        removed |= login::remove_login(&self.config_file()?, &registry)?;
+        Ok(removed)
     }
 
     fn config_file(&self) -> Result<PathBuf, RegistryError> {

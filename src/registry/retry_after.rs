@@ -50,7 +50,13 @@ fn parse_imf_fixdate(v: &str) -> Option<u64> {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + h * 3600 + m * 60 + s).ok()
+    // Checked: a hostile date (year 99999999999999999) must not overflow.
+    let secs = days
+        .checked_mul(86_400)?
+        .checked_add(h.checked_mul(3600)?)?
+        .checked_add(m.checked_mul(60)?)?
+        .checked_add(*s)?;
+    u64::try_from(secs).ok()
 }
 
 #[cfg(test)]

@@ -11,23 +11,33 @@ use std::path::Path;
 use super::RootfsError;
 use super::secure_path::resolve_parent;
 
+/// The tar stream of a layer file: gzip (one member or many), zstd, or plain.
+pub fn open_layer(layer: &Path) -> Result<Box<dyn Read>, RootfsError> {
+    let io = |source: std::io::Error| RootfsError::Io {
+        layer: layer.to_path_buf(),
+        source,
+    };
+    let mut magic = [0u8; 4];
+    let mut f = File::open(layer).map_err(io)?;
+    let n = f.read(&mut magic).map_err(io)?;
+    drop(f);
+    let file = BufReader::new(File::open(layer).map_err(io)?);
+    Ok(if n >= 2 && magic[..2] == [0x1f, 0x8b] {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else if n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        Box::new(zstd::stream::read::Decoder::with_buffer(file).map_err(io)?)
+    } else {
+        Box::new(file)
+    })
+}
+
 /// Unpacks `layer` (a compressed or plain tar) into `root`.
 pub fn apply_layer(root: &Path, layer: &Path) -> Result<(), RootfsError> {
     let io = |source: std::io::Error| RootfsError::Io {
         layer: layer.to_path_buf(),
         source,
     };
-    let mut f = BufReader::new(File::open(layer).map_err(io)?);
-    let mut magic = [0u8; 2];
-    let n = f.read(&mut magic).map_err(io)?;
-    drop(f);
-    let file = BufReader::new(File::open(layer).map_err(io)?);
-    let reader: Box<dyn Read> = if n == 2 && magic == [0x1f, 0x8b] {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    let mut ar = tar::Archive::new(reader);
+    let mut ar = tar::Archive::new(open_layer(layer)?);
     for entry in ar.entries().map_err(io)? {
         let mut entry = entry.map_err(io)?;
         let path = entry.path().map_err(io)?.to_string_lossy().to_string();

@@ -1,9 +1,11 @@
 //! Root filesystems materialized on disk: applying layer tars (with whiteouts) into a
-//! directory, for `COPY --from=<stage|image>` and `--chown=<name>` lookups. Needed only
-//! for those; an ordinary build never unpacks a layer.
+//! directory, for `COPY --from=<stage|image>` and `--chown=<name>` lookups, and the file
+//! list of a base ([`tree`]) when a Dockerfile destination depends on it. An ordinary
+//! build never unpacks a layer.
 
 pub mod extract;
 pub mod secure_path;
+pub mod tree;
 
 use std::path::PathBuf;
 

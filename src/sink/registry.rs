@@ -30,6 +30,24 @@ pub async fn push(
     push_all(artifact, std::slice::from_ref(target), registries, progress).await
 }
 
+/// Blobs already uploaded in this run, before the push (layers streamed to the registry
+/// while they were built): `repo` holds each digest, with its size.
+#[derive(Clone, Copy)]
+pub struct Preuploaded<'a> {
+    pub repo: &'a Reference,
+    pub blobs: &'a HashMap<Digest, u64>,
+}
+
+impl Preuploaded<'_> {
+    fn has(&self, repo: &Reference, digest: &Digest) -> bool {
+        same_repo(self.repo, repo) && self.blobs.contains_key(digest)
+    }
+}
+
+fn same_repo(a: &Reference, b: &Reference) -> bool {
+    a.registry() == b.registry() && a.repository() == b.repository()
+}
+
 /// Pushes `artifact` to every reference in `targets`, in order.
 ///
 /// All blobs and (for an index) all image manifests go to every destination repository
@@ -41,6 +59,18 @@ pub async fn push(
 pub async fn push_all(
     artifact: &Artifact,
     targets: &[Reference],
+    registries: &Registries,
+    progress: &Progress,
+) -> Result<Delivery, SinkError> {
+    push_all_with(artifact, targets, None, registries, progress).await
+}
+
+/// [`push_all`], counting the blobs of `pre` as uploaded (without asking the registry
+/// again: their upload was committed with the digest checked).
+pub async fn push_all_with(
+    artifact: &Artifact,
+    targets: &[Reference],
+    pre: Option<Preuploaded<'_>>,
     registries: &Registries,
     progress: &Progress,
 ) -> Result<Delivery, SinkError> {
@@ -74,9 +104,16 @@ pub async fn push_all(
             .flat_map(|i| i.layers.iter().chain(std::iter::once(&i.config)))
             .map(|b| (&b.descriptor.digest, b.descriptor.size))
             .collect();
+        // Bytes sent early (only when a layer was rebuilt from scratch that the registry
+        // turned out to hold) were still sent: count them.
+        let early: Vec<u64> = pre
+            .map(|p| p.blobs.values().copied().collect())
+            .unwrap_or_default();
         return Ok(Delivery {
             blobs_skipped: blobs.len() * repos.len(),
             bytes_skipped: blobs.values().sum::<u64>() * repos.len() as u64,
+            blobs_uploaded: early.len(),
+            bytes_uploaded: early.iter().sum(),
             ..Delivery::default()
         });
     }
@@ -89,7 +126,10 @@ pub async fn push_all(
             .iter()
             .find(|r| r.registry() == repo.registry())
             .copied();
-        let d = push_content(artifact, repo, mount_from, several, registries, progress).await?;
+        let d = push_content(
+            artifact, repo, mount_from, pre, several, registries, progress,
+        )
+        .await?;
         delivery.bytes_uploaded += d.bytes_uploaded;
         delivery.blobs_uploaded += d.blobs_uploaded;
         delivery.blobs_mounted += d.blobs_mounted;
@@ -154,6 +194,7 @@ async fn push_content(
     artifact: &Artifact,
     repo: &Reference,
     mount_from: Option<&Reference>,
+    pre: Option<Preuploaded<'_>>,
     name_repo: bool,
     registries: &Registries,
     progress: &Progress,
@@ -194,7 +235,9 @@ async fn push_content(
     let outcomes: Vec<(&Blob, BlobOutcome)> = futures::stream::iter(blobs)
         .map(|blob| async move {
             let prefix = prefix_ref;
+            let early = pre.is_some_and(|p| p.has(repo, &blob.descriptor.digest));
             let outcome = match (&blob.source, mount_from) {
+                _ if early => BlobOutcome::Uploaded(blob.descriptor.size),
                 (_, Some(pushed)) => registries.copy_blob(pushed, repo, &blob.descriptor).await?,
                 (BlobSource::File(path), None) => {
                     registries
@@ -216,6 +259,9 @@ async fn push_content(
                 "layer"
             };
             let what = match outcome {
+                BlobOutcome::Uploaded(n) if early => {
+                    format!("uploaded {} (while it was built)", human_bytes(n))
+                }
                 BlobOutcome::Uploaded(n) => format!("uploaded {}", human_bytes(n)),
                 BlobOutcome::Mounted => match (mount_from, &blob.source) {
                     (Some(from), _) | (None, BlobSource::Remote(from)) => {
@@ -292,6 +338,50 @@ fn tag_name(t: &Reference) -> String {
 mod tests {
     use super::*;
     use crate::image::Descriptor;
+
+    /// A layer uploaded while it is written: the registry gets exactly the bytes, under
+    /// the digest known only at the end; a build that stops half-way commits nothing.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn growing_upload_commits_only_complete_blobs() {
+        use crate::layer::spool;
+        use std::io::Write as _;
+        let registry = super::super::testkit::LiveRegistry::start();
+        let regs = Registries::new(Default::default(), Progress::silent()).unwrap();
+        let target = Reference::parse(&format!("{}/grow:1", registry.addr)).unwrap();
+        let data: Vec<u8> = (0..20_000_000u32).map(|i| (i % 251) as u8).collect();
+        for complete in [false, true] {
+            let mut file = tempfile::NamedTempFile::new().unwrap();
+            let (tap, watch) = spool::channel();
+            tap.opened(file.reopen().unwrap());
+            let grow = watch.growing();
+            let bytes = data.clone();
+            let writer = std::thread::spawn(move || {
+                let upto = if complete {
+                    bytes.len()
+                } else {
+                    bytes.len() / 2
+                };
+                for piece in bytes[..upto].chunks(1 << 20) {
+                    file.write_all(piece).unwrap();
+                    tap.wrote(piece.len() as u64, false);
+                }
+                if complete {
+                    tap.finished(&Digest::of(&bytes), bytes.len() as u64);
+                }
+            });
+            let pushed = regs.push_blob_growing(&target, grow).await;
+            writer.join().unwrap();
+            let desc = Descriptor::new("x", Digest::of(&data), data.len() as u64);
+            let fetched = regs.fetch_blob(&target, &desc, 1 << 30).await;
+            if complete {
+                assert_eq!(pushed.unwrap(), (desc.digest.clone(), desc.size));
+                assert_eq!(fetched.unwrap(), data);
+            } else {
+                assert!(pushed.is_err());
+                assert!(fetched.is_err(), "nothing committed");
+            }
+        }
+    }
 
     #[test]
     fn foreign_layers() {

@@ -211,7 +211,8 @@ fn remote_add(
         exclude: Vec::new(),
         parents: false,
         add: true,
-        created_by: loc.text.clone(),
+        // The history entry is pushed with the image: no credentials from the URLs.
+        created_by: crate::progress::redact(&loc.text).into_owned(),
     }))
 }
 

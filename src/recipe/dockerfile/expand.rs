@@ -75,7 +75,12 @@ struct Processor<'a> {
     esc: char,
     vars: Lookup<'a>,
     heredoc: bool,
+    /// `${…}` nesting so far: bounded so a hostile Dockerfile cannot exhaust the stack.
+    depth: usize,
 }
+
+/// Deepest `${a:-${b:-…}}` nesting accepted (real Dockerfiles use two or three).
+const MAX_DEPTH: usize = 64;
 
 impl<'a> Processor<'a> {
     fn new(s: &str, esc: char, vars: Lookup<'a>, heredoc: bool) -> Self {
@@ -85,6 +90,7 @@ impl<'a> Processor<'a> {
             esc,
             vars,
             heredoc,
+            depth: 0,
         }
     }
 
@@ -185,10 +191,13 @@ impl<'a> Processor<'a> {
         }
     }
 
+    /// A variable name; one that starts with a digit is digits only (`$1x` is `$1` then
+    /// `x`, as in BuildKit's shell lexer).
     fn name(&mut self) -> String {
         let mut n = String::new();
+        let digits = self.peek().is_some_and(|c| c.is_ascii_digit());
         while let Some(c) = self.peek() {
-            if c.is_ascii_alphanumeric() || c == '_' {
+            if c.is_ascii_digit() || (!digits && (c.is_ascii_alphabetic() || c == '_')) {
                 n.push(c);
                 self.pos += 1;
             } else {
@@ -208,6 +217,17 @@ impl<'a> Processor<'a> {
             return Ok((self.vars)(&n).unwrap_or_default());
         }
         self.pos += 1;
+        if self.depth >= MAX_DEPTH {
+            return Err(format!("substitutions nested more than {MAX_DEPTH} deep"));
+        }
+        self.depth += 1;
+        let r = self.braced();
+        self.depth -= 1;
+        r
+    }
+
+    /// The rest of a `${…}` after the brace.
+    fn braced(&mut self) -> Result<String, String> {
         let name = self.name();
         if name.is_empty() {
             return Err("bad substitution: missing variable name after ${".into());

@@ -84,3 +84,15 @@ fn heredoc_bodies() {
         "say \"apple\" 'apple' $A \\n\n"
     );
 }
+
+#[test]
+fn digit_names_and_nesting_bound() {
+    // `$1x` is `$1` (unset) then `x`, as in BuildKit.
+    assert_eq!(w("$1x"), "x");
+    assert_eq!(w("${A:-$1b}"), "apple");
+    // Reasonable nesting works; hostile nesting is an error, not a stack overflow.
+    assert_eq!(w("${U1:-${U2:-${A}}}"), "apple");
+    let deep = format!("{}x{}", "${U:-".repeat(20_000), "}".repeat(20_000));
+    let err = word(&deep, '\\', &env).unwrap_err();
+    assert!(err.contains("nested"), "{err}");
+}

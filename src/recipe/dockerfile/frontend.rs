@@ -3,15 +3,13 @@
 //! triggers, `--target`, the RUN refusal for stages the build needs, and the CLI
 //! overrides after the last instruction.
 
-use std::collections::HashMap;
-
 use super::copy::{self, Context, Stages};
 use super::instructions::{self, Instruction, Located, RUN_REFUSAL};
 use super::stage::{self, Ctx, Root, StageState};
-use super::{BaseInfo, DfError, DockerfileOptions, expand, lexer, located};
+use super::{BaseInfo, DfError, DockerfileOptions, lexer, located, plan};
 use crate::context::Ignore;
+use crate::image::Platform;
 use crate::image::config::ConfigEdit;
-use crate::image::{Platform, Reference};
 use crate::recipe::{Base, CopySource, Recipe, RecipeError, Stage, Step};
 
 /// The PATH BuildKit sets for a stage built `FROM scratch`.
@@ -23,82 +21,21 @@ pub fn build(
     bases: &dyn BaseInfo,
 ) -> Result<Recipe, RecipeError> {
     let at = |e: DfError| located(opts, e);
-    let text = std::fs::read_to_string(&opts.dockerfile).map_err(|source| {
-        RecipeError::DockerfileRead {
-            path: opts.dockerfile.clone(),
-            source,
-        }
-    })?;
-    let lexed = lexer::lex(&text).map_err(at)?;
-    let esc = lexed.directives.escape;
-    let insts = lexed
-        .instructions
-        .iter()
-        .map(|r| instructions::parse(r, esc))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(at)?;
-    let first_from = insts
-        .iter()
-        .position(|l| matches!(l.inst, Instruction::From { .. }));
-    let Some(first_from) = first_from else {
-        let line = insts.first().map_or(1, |l| l.line);
-        return Err(at(DfError {
-            line,
-            message: "no FROM instruction: a Dockerfile must start its first stage with FROM (use FROM scratch for an empty base)".into(),
-        }));
-    };
-    let build_args: HashMap<String, String> = opts.build_args.iter().cloned().collect();
-    let builtins = builtin_args(target);
-    // Global scope: ARGs before the first FROM (usable in FROM lines) and built-ins.
-    let mut global: HashMap<String, Option<String>> = HashMap::new();
-    for loc in &insts[..first_from] {
-        let Instruction::Arg(args) = &loc.inst else {
-            return Err(at(DfError {
-                line: loc.line,
-                message: format!(
-                    "{} must come after FROM: only ARG may precede the first FROM",
-                    loc.keyword
-                ),
-            }));
-        };
-        for (name, default) in args {
-            let value = match build_args.get(name) {
-                Some(v) => Some(v.clone()),
-                None => match default {
-                    Some(d) => Some(
-                        expand::word(d, esc, &|n| global_lookup(&global, &builtins, n)).map_err(
-                            |message| {
-                                at(DfError {
-                                    line: loc.line,
-                                    message,
-                                })
-                            },
-                        )?,
-                    ),
-                    None => None,
-                },
-            };
-            global.insert(name.clone(), value);
-        }
-    }
+    let prepared = plan::prepare(opts, target)?;
+    let plan = plan::plan(&prepared, opts)?;
+    let esc = prepared.esc;
     let ignore = Ignore::for_build(&opts.context, Some(&opts.dockerfile))?;
     let ctx = Ctx {
         esc,
-        build_args: &build_args,
-        global: &global,
-        builtins: &builtins,
+        build_args: &prepared.build_args,
+        global: &prepared.global,
+        builtins: &prepared.builtins,
         bases,
     };
-    // Stage boundaries and names, known up front for `--from` errors.
-    let starts: Vec<usize> = (first_from..insts.len())
-        .filter(|i| matches!(insts[*i].inst, Instruction::From { .. }))
-        .collect();
-    let all_names: Vec<String> = starts
+    let all_names: Vec<String> = plan
+        .stages
         .iter()
-        .map(|i| match &insts[*i].inst {
-            Instruction::From { alias: Some(a), .. } => a.clone(),
-            _ => String::new(),
-        })
+        .map(|s| s.alias.clone().unwrap_or_default())
         .collect();
     let mut names: Vec<(String, usize)> = Vec::new();
     let mut stages: Vec<Stage> = Vec::new();
@@ -106,68 +43,42 @@ pub fn build(
     // Per stage: the first RUN's line, and the trigger text when it came from the base's
     // ONBUILD.
     let mut runs: Vec<Option<(usize, Option<String>)>> = Vec::new();
-    for (si, start) in starts.iter().enumerate() {
-        let end = starts.get(si + 1).copied().unwrap_or(insts.len());
-        let from = &insts[*start];
-        let Instruction::From {
-            image,
-            alias,
-            platform,
-        } = &from.inst
-        else {
+    for (si, planned) in plan.stages.iter().enumerate().take(plan.target + 1) {
+        let name = planned.alias.clone();
+        if !plan.needed[si] {
+            // Kept as an empty placeholder so stage indices stay those of the file.
+            if let Some(a) = &name {
+                names.push((a.clone(), si));
+            }
+            stages.push(Stage {
+                name,
+                base: Base::Scratch,
+                steps: Vec::new(),
+                platform: None,
+                from_line: Some(planned.line),
+            });
+            finals.push(StageState::new(Root::Empty, None));
+            runs.push(None);
             continue;
-        };
-        let ferr = |message: String| {
-            at(DfError {
-                line: from.line,
-                message,
-            })
-        };
-        let glob = |s: &str| {
-            expand::word(s, esc, &|n| global_lookup(&global, &builtins, n)).map_err(&ferr)
-        };
-        let image = glob(image)?;
-        if image.is_empty() {
-            return Err(ferr(format!(
-                "base name ({}) should not be blank",
-                from.text
-            )));
         }
-        let stage_platform = match platform {
-            Some(p) => {
-                Some(Platform::parse(&glob(p)?).map_err(|e| ferr(format!("--platform: {e}")))?)
+        let (mut state, base) = match &planned.base {
+            Base::Scratch => (StageState::new(Root::Empty, None), Base::Scratch),
+            Base::Stage(j) => {
+                let mut s = finals
+                    .get(*j)
+                    .cloned()
+                    .unwrap_or_else(|| StageState::new(Root::Empty, None));
+                s.args.clear();
+                (s, Base::Stage(*j))
             }
-            None => None,
-        };
-        if let Some(a) = alias {
-            if names.iter().any(|(n, _)| n == a) {
-                return Err(ferr(format!("duplicate stage name {a:?}")));
+            Base::Image(r) => {
+                let p = planned.platform.clone().unwrap_or_else(|| target.clone());
+                let cfg = bases.config(r, &p);
+                (
+                    StageState::new(Root::Image(Box::new((r.clone(), p))), cfg.as_ref()),
+                    Base::Image(r.clone()),
+                )
             }
-            if !valid_stage_name(a) {
-                return Err(ferr(format!(
-                    "invalid stage name {a:?}: use lower-case letters, digits, '-', '_' and '.', starting with a letter"
-                )));
-            }
-        }
-        let lower = image.to_ascii_lowercase();
-        let (base, mut state) = if lower == "scratch" {
-            (Base::Scratch, StageState::new(Root::Empty, None))
-        } else if let Some((_, j)) = names.iter().find(|(n, _)| *n == lower) {
-            let mut s = finals[*j].clone();
-            s.args.clear();
-            (Base::Stage(*j), s)
-        } else if all_names[si..].contains(&lower) {
-            return Err(ferr(format!(
-                "FROM {image}: stage {image:?} is not defined before this one"
-            )));
-        } else {
-            let r = Reference::parse(&image).map_err(|e| ferr(format!("FROM {image}: {e}")))?;
-            let p = stage_platform.clone().unwrap_or_else(|| target.clone());
-            let cfg = bases.config(&r, &p);
-            (
-                Base::Image(r.clone()),
-                StageState::new(Root::Image(Box::new((r, p))), cfg.as_ref()),
-            )
         };
         let mut steps: Vec<Step> = Vec::new();
         if base == Base::Scratch {
@@ -197,44 +108,32 @@ pub fn build(
             });
         }
         for t in &triggers {
-            let loc = trigger(t, from.line, esc).map_err(at)?;
+            let loc = trigger(t, planned.line, esc).map_err(at)?;
             if matches!(loc.inst, Instruction::Run) {
-                run_line = run_line.or(Some((from.line, Some(t.clone()))));
+                run_line = run_line.or(Some((planned.line, Some(t.clone()))));
                 continue;
             }
             dispatch(&ctx, &mut state, &loc, &mut steps, &stage_refs, &context).map_err(at)?;
         }
-        for loc in &insts[start + 1..end] {
+        for loc in &prepared.insts[planned.start + 1..planned.end] {
             if matches!(loc.inst, Instruction::Run) {
                 run_line = run_line.or(Some((loc.line, None)));
                 continue;
             }
             dispatch(&ctx, &mut state, loc, &mut steps, &stage_refs, &context).map_err(at)?;
         }
-        if let Some(a) = alias {
+        if let Some(a) = &name {
             names.push((a.clone(), si));
         }
         stages.push(Stage {
-            name: alias.clone(),
+            name,
             base,
             steps,
-            platform: stage_platform,
+            platform: planned.platform.clone(),
+            from_line: Some(planned.line),
         });
         finals.push(state);
         runs.push(run_line);
-    }
-    if let Some(t) = &opts.target_stage {
-        let lower = t.to_ascii_lowercase();
-        let i = names
-            .iter()
-            .find(|(n, _)| *n == lower)
-            .map(|(_, i)| *i)
-            .ok_or_else(|| RecipeError::Flag {
-                flag: "--target".into(),
-                value: t.clone(),
-                reason: format!("no stage named {t:?} in {}", opts.dockerfile.display()),
-            })?;
-        stages.truncate(i + 1);
     }
     for i in needed(&stages) {
         if let Some((line, trigger)) = &runs[i] {
@@ -333,36 +232,6 @@ fn needed(stages: &[Stage]) -> Vec<usize> {
         }
     }
     (0..=last).filter(|i| need[*i]).collect()
-}
-
-fn global_lookup(
-    global: &HashMap<String, Option<String>>,
-    builtins: &HashMap<String, String>,
-    n: &str,
-) -> Option<String> {
-    match global.get(n) {
-        Some(v) => v.clone(),
-        None => builtins.get(n).cloned(),
-    }
-}
-
-/// TARGETPLATFORM, TARGETOS, TARGETARCH, TARGETVARIANT and the BUILD* ones for the host.
-fn builtin_args(target: &Platform) -> HashMap<String, String> {
-    let mut m = HashMap::new();
-    for (prefix, p) in [("TARGET", target.clone()), ("BUILD", Platform::host())] {
-        let (os, arch, variant) = p.os_arch_variant();
-        m.insert(format!("{prefix}PLATFORM"), p.to_string());
-        m.insert(format!("{prefix}OS"), os.to_string());
-        m.insert(format!("{prefix}ARCH"), arch.to_string());
-        m.insert(format!("{prefix}VARIANT"), variant.to_string());
-    }
-    m
-}
-
-fn valid_stage_name(n: &str) -> bool {
-    let mut c = n.chars();
-    c.next().is_some_and(|f| f.is_ascii_lowercase())
-        && c.all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "-_.".contains(ch))
 }
 
 #[cfg(test)]

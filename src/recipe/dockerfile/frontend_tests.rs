@@ -204,7 +204,9 @@ fn stages_copy_from_and_target() {
     let r = recipe(&o, &amd64()).unwrap();
     assert_eq!(r.stages.len(), 3);
     assert!(matches!(r.stages[0].base, Base::Image(_)));
-    assert_eq!(r.stages[1].base, Base::Stage(0));
+    // `mid` is not needed by the result: an empty placeholder keeps the indices.
+    assert_eq!(r.stages[1].base, Base::Scratch);
+    assert!(r.stages[1].steps.is_empty());
     let steps: Vec<&Step> = r.stages[2]
         .steps
         .iter()
@@ -352,7 +354,7 @@ fn refusals_carry_file_and_line() {
             ":2: COPY: source \"missing.txt\" not found",
         ),
         (
-            "FROM scratch\nCOPY --from=later /a /b\nFROM scratch AS later\n",
+            "FROM scratch AS first\nCOPY --from=later /a /b\nFROM first AS later\n",
             ":2: --from=later",
         ),
         ("FROM scratch\nCOPY --from=3 /a /b\n", ":2: --from=3"),
@@ -361,6 +363,10 @@ fn refusals_carry_file_and_line() {
         (
             "FROM scratch\nADD https://example.com/a.tgz f.txt /x/\n",
             ":2: ADD mixes URLs with local sources",
+        ),
+        (
+            "FROM scratch\nADD --unpack=false f.txt /x\n",
+            ":2: ADD --unpack is not supported",
         ),
         (
             "FROM scratch\nADD https://github.com/o/r.git /src\n",
@@ -410,4 +416,46 @@ fn refusals_carry_file_and_line() {
         &amd64(),
     );
     assert!(matches!(missing, Err(RecipeError::DockerfileRead { .. })));
+}
+
+#[test]
+fn stages_the_target_does_not_need_are_not_dispatched() {
+    // A missing source in a stage after --target, and in an unused earlier stage: BuildKit
+    // never looks at either.
+    let df = "FROM scratch AS unused\nCOPY missing.txt /\nFROM scratch AS a\nCOPY f.txt /\n\
+              FROM scratch AS b\nCOPY also-missing.txt /\n";
+    let (_d, mut o) = setup(df, &[("f.txt", "x")]);
+    o.target_stage = Some("a".into());
+    let r = recipe(&o, &amd64()).unwrap();
+    assert_eq!(r.stages.len(), 2);
+    assert!(r.stages[0].steps.is_empty());
+    assert_eq!(layer_paths(r.stages[1].steps.last().unwrap()), ["f.txt"]);
+    // A stage named by COPY --from is needed, even through a variable of the global scope.
+    let df = "ARG SRC=unused\nFROM scratch AS unused\nCOPY f.txt /g\nFROM scratch\nARG SRC\nCOPY --from=${SRC} /g /h\n";
+    let (_d, o) = setup(df, &[("f.txt", "x")]);
+    let r = recipe(&o, &amd64()).unwrap();
+    assert!(!r.stages[0].steps.is_empty(), "{:?}", r.stages[0]);
+    assert_eq!(
+        base_images(&o, &amd64()).unwrap().len(),
+        0,
+        "scratch stages only"
+    );
+}
+
+#[test]
+fn base_env_is_only_needed_once_bases_are_known() {
+    // `WORKDIR ${APP_DIR}` needs the base's ENV: the early check passes without it.
+    let (_d, o) = setup("FROM node\nWORKDIR ${APP_DIR}\n", &[]);
+    super::super::check(&o, &amd64()).unwrap();
+    let (root, platform, line) = super::super::root_base(&o, &amd64()).unwrap();
+    assert_eq!(root.unwrap().repository(), "library/node");
+    assert_eq!((platform, line), (None, 1));
+    struct Info;
+    impl BaseInfo for Info {
+        fn config(&self, _: &Reference, _: &Platform) -> Option<serde_json::Value> {
+            Some(serde_json::json!({"config": {"Env": ["APP_DIR=/srv/app"]}}))
+        }
+    }
+    let r = recipe_with(&o, &amd64(), &Info).unwrap();
+    assert!(edits(&r).contains(&ConfigEdit::WorkingDir("/srv/app".into())));
 }

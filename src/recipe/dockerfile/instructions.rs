@@ -215,6 +215,15 @@ pub fn parse(raw: &RawInstruction, esc: char) -> Result<Located, DfError> {
                 heredocs: raw.heredocs.clone(),
             };
             bool_flag(&flags, "link").map_err(err)?;
+            // Accepted by the flag parser so the refusal can say why, rather than being
+            // ignored: the result would silently differ from Docker's.
+            for f in ["unpack", "keep-git-dir"] {
+                if flags.iter().any(|x| x.name == f) {
+                    return Err(err(format!(
+                        "ADD --{f} is not supported (local archives are always extracted, URLs never are; git sources are refused)"
+                    )));
+                }
+            }
             if raw.keyword == "copy" {
                 Instruction::Copy(c)
             } else {

@@ -32,6 +32,7 @@ pub mod frontend;
 pub mod health;
 pub mod instructions;
 pub mod lexer;
+pub mod plan;
 pub mod stage;
 pub mod words;
 pub mod workdir;
@@ -101,24 +102,75 @@ pub fn recipe_with(
     frontend::build(opts, target, bases)
 }
 
-/// The images named by `FROM` lines of the stages the build needs (after ARG expansion),
-/// each with the platform it is needed for: what the pipeline should resolve (manifest
-/// and config) before calling [`recipe_with`].
+/// The images named by `FROM` lines of the stages the build needs (after global ARG
+/// expansion), each with the platform it is needed for: what the pipeline should resolve
+/// (manifest and config) before calling [`recipe_with`], with the line of the first FROM
+/// naming it. Only FROM lines are read, so this works before anything is known about the
+/// bases.
 pub fn base_images(
     opts: &DockerfileOptions,
     target: &Platform,
-) -> Result<Vec<(Reference, Platform)>, RecipeError> {
-    let r = frontend::build(opts, target, &NoBaseInfo)?;
-    let mut out: Vec<(Reference, Platform)> = Vec::new();
-    for s in &r.stages {
-        if let super::Base::Image(img) = &s.base {
+) -> Result<Vec<(Reference, Platform, usize)>, RecipeError> {
+    let prepared = plan::prepare(opts, target)?;
+    let plan = plan::plan(&prepared, opts)?;
+    let mut out: Vec<(Reference, Platform, usize)> = Vec::new();
+    for (s, needed) in plan.stages.iter().zip(&plan.needed) {
+        if let (super::Base::Image(img), true) = (&s.base, needed) {
             let p = s.platform.clone().unwrap_or_else(|| target.clone());
-            if !out.iter().any(|(i, q)| i == img && *q == p) {
-                out.push((img.clone(), p));
+            if !out.iter().any(|(i, q, _)| i == img && *q == p) {
+                out.push((img.clone(), p, s.line));
             }
         }
     }
     Ok(out)
+}
+
+/// The base at the root of the result's FROM chain (None: scratch), with its stage's
+/// `FROM --platform` and line, from the FROM lines alone.
+pub fn root_base(
+    opts: &DockerfileOptions,
+    target: &Platform,
+) -> Result<(Option<Reference>, Option<Platform>, usize), RecipeError> {
+    let prepared = plan::prepare(opts, target)?;
+    let plan = plan::plan(&prepared, opts)?;
+    let mut i = plan.target;
+    // Bases only name earlier stages, so this walks down and ends.
+    while let Some(s) = plan.stages.get(i) {
+        match &s.base {
+            super::Base::Stage(j) if *j < i => i = *j,
+            super::Base::Image(r) => return Ok((Some(r.clone()), s.platform.clone(), s.line)),
+            _ => return Ok((None, s.platform.clone(), s.line)),
+        }
+    }
+    Ok((None, None, 0))
+}
+
+/// The images needed stages start from without a `FROM --platform` of their own (those
+/// follow the target platform), excluding `except`.
+pub fn floating_bases(
+    opts: &DockerfileOptions,
+    target: &Platform,
+    except: Option<&Reference>,
+) -> Result<Vec<Reference>, RecipeError> {
+    let prepared = plan::prepare(opts, target)?;
+    let plan = plan::plan(&prepared, opts)?;
+    let mut out: Vec<Reference> = Vec::new();
+    for (s, needed) in plan.stages.iter().zip(&plan.needed) {
+        if let (super::Base::Image(img), true, None) = (&s.base, needed, &s.platform)
+            && Some(img) != except
+            && !out.contains(img)
+        {
+            out.push(img.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Checks what can be checked before any base is known: the file reads, lexes and
+/// parses, and the FROM lines and `--target` make sense.
+pub fn check(opts: &DockerfileOptions, target: &Platform) -> Result<(), RecipeError> {
+    let prepared = plan::prepare(opts, target)?;
+    plan::plan(&prepared, opts).map(|_| ())
 }
 
 /// Attaches the Dockerfile path to a line error.

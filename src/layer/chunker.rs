@@ -1,0 +1,89 @@
+//! Cutting a layer's tar stream into members: at entry boundaries chosen by content so an
+//! edit shifts as few members as possible, and mid-entry only for large files. Each cut
+//! member goes to the compression workers, in order, with back-pressure.
+
+use std::sync::mpsc::{Receiver, SyncSender};
+
+use sha2::{Digest as _, Sha256};
+
+use super::LayerError;
+use super::tar_writer::TarSink;
+
+/// Members are cut at an entry boundary once they hold at least this much…
+pub(super) const MIN_MEMBER: usize = 1 << 20;
+/// …where the finished entry's path hashes to a boundary (content-defined, so an edit
+/// shifts at most the members up to the next such path), or once they hold this much.
+pub(super) const SOFT_MAX_MEMBER: usize = 4 << 20;
+/// A member is cut mid-entry at this size (large files).
+pub(super) const HARD_MAX_MEMBER: usize = 8 << 20;
+
+/// One cut member, numbered in stream order.
+pub(super) struct Member {
+    pub index: usize,
+    pub data: Vec<u8>,
+}
+
+/// Cuts the tar stream into members and hands them to the compression workers.
+pub(super) struct Chunker {
+    pub current: Vec<u8>,
+    pub next_index: usize,
+    pub work_tx: SyncSender<Member>,
+    pub tokens: Receiver<()>,
+    pub diff_hasher: Sha256,
+    pub tar_size: u64,
+}
+
+impl Chunker {
+    pub(super) fn flush(&mut self) -> Result<(), LayerError> {
+        if self.current.is_empty() {
+            return Ok(());
+        }
+        let stopped = || LayerError::Entry {
+            path: "<layer>".into(),
+            reason: "compression stopped early".into(),
+        };
+        // Wait for room; an error means the writer stopped (its error is reported instead).
+        self.tokens.recv().map_err(|_| stopped())?;
+        let data = std::mem::replace(&mut self.current, Vec::with_capacity(HARD_MAX_MEMBER));
+        self.work_tx
+            .send(Member {
+                index: self.next_index,
+                data,
+            })
+            .map_err(|_| stopped())?;
+        self.next_index += 1;
+        Ok(())
+    }
+}
+
+impl TarSink for Chunker {
+    fn write(&mut self, mut bytes: &[u8]) -> Result<(), LayerError> {
+        self.diff_hasher.update(bytes);
+        self.tar_size += bytes.len() as u64;
+        while !bytes.is_empty() {
+            let room = HARD_MAX_MEMBER - self.current.len();
+            let take = room.min(bytes.len());
+            self.current.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.current.len() >= HARD_MAX_MEMBER {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn entry_boundary(&mut self, path: &str) -> Result<(), LayerError> {
+        let len = self.current.len();
+        if len >= SOFT_MAX_MEMBER || (len >= MIN_MEMBER && fnv1a(path.as_bytes()).is_multiple_of(8))
+        {
+            self.flush()?;
+        }
+        Ok(())
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}

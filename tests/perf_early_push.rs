@@ -1,0 +1,97 @@
+//! Issue 6: a large fresh layer is uploaded while it is still being compressed, and the
+//! push only checks it off. What the registry serves must still be exactly the image
+//! built (unpacked with skopeo + umoci, digests checked), the metadata file's byte counts
+//! must stay honest, and a rebuild whose members all come from the cache is pushed the
+//! ordinary way (HEAD first), so nothing is sent twice to a repository that has it.
+
+mod common;
+
+use std::path::Path;
+
+use common::{MediaTypes, Registry, TestEnv, expect_dest_lines, noise, push_host_base};
+use serde_json::Value;
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+#[test]
+fn large_layer_is_uploaded_while_built_and_served_intact() {
+    let env = TestEnv::new();
+    let reg = Registry::start();
+    let (base_ref, _) = push_host_base(&env, &reg, MediaTypes::Oci);
+    let ctx = env.work().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    // ~45 MB, well past the size where uploading during the build starts: incompressible
+    // files (stored members) and text (compressed ones).
+    for i in 0..4u64 {
+        std::fs::write(ctx.join(format!("noise-{i}.bin")), noise(8_000_000, i + 1)).unwrap();
+    }
+    let text: String = (0..200_000).map(|i| format!("line {i}\n")).collect();
+    for i in 0..4 {
+        std::fs::write(ctx.join(format!("text-{i}.txt")), &text).unwrap();
+    }
+    let meta = env.work().join("meta.json");
+    let dest = reg.reference("early:v1");
+    let args = |dest: &str| {
+        vec![
+            s(&ctx).to_string(),
+            "--from".into(),
+            base_ref.clone(),
+            "-v".into(),
+            "-t".into(),
+            dest.to_string(),
+            "--metadata-file".into(),
+            s(&meta).to_string(),
+        ]
+    };
+    let run = |dest: &str| {
+        let a = args(dest);
+        let out = env.run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        out.assert_success();
+        out
+    };
+
+    let out = run(&dest);
+    assert!(
+        out.stderr.contains("(while it was built)"),
+        "the big layer went up during the build:\n{}",
+        out.stderr
+    );
+    let digest = expect_dest_lines(&out, &[&dest]).remove(0);
+    let manifest = common::skopeo_inspect_raw(&dest);
+    let layers = manifest["layers"].as_array().unwrap();
+    let own = layers.last().unwrap()["size"].as_u64().unwrap();
+    let config = manifest["config"]["size"].as_u64().unwrap();
+    let d = &read_json(&meta)["destinations"][0];
+    assert_eq!(d["bytesUploaded"], own + config, "{d}");
+    let unpacked = common::unpack(&dest);
+    for i in 0..4u64 {
+        let got = std::fs::read(unpacked.path(&format!("app/noise-{i}.bin"))).unwrap();
+        assert!(got == noise(8_000_000, i + 1), "noise-{i}.bin differs");
+        let got = std::fs::read_to_string(unpacked.path(&format!("app/text-{i}.txt"))).unwrap();
+        assert!(got == text, "text-{i}.txt differs");
+    }
+
+    // The same content again, to another repository: every member is cached, nothing is
+    // sent early, and the ordinary push uploads the layer once.
+    let other = reg.reference("early2:v1");
+    let out = run(&other);
+    assert!(
+        !out.stderr.contains("(while it was built)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(expect_dest_lines(&out, &[&other]).remove(0), digest);
+    let d = &read_json(&meta)["destinations"][0];
+    assert_eq!(d["bytesUploaded"], own + config, "{d}");
+
+    // And to the first one: its tag is current, nothing is sent at all.
+    let out = run(&dest);
+    assert_eq!(expect_dest_lines(&out, &[&dest]).remove(0), digest);
+    assert_eq!(read_json(&meta)["destinations"][0]["bytesUploaded"], 0);
+}
