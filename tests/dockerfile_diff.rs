@@ -467,3 +467,38 @@ fn add_url() {
         .assert_failure(4, &["ADD", "not found"]);
     assert_absent(&refused);
 }
+
+/// A base's file list is read once: a second build with the same cache answers from the
+/// lists kept there (no download, no message) and gives the same image.
+#[test]
+fn base_file_lists_are_kept_in_the_cache() {
+    let env = TestEnv::new();
+    let reg = Registry::start();
+    let (base, onbuild) = push_bases(&reg, &env.work());
+    let ctx = env.work().join("ctx");
+    materialize("base-dirs-probed", &ctx);
+    let (args, _) = build_flags("base-dirs-probed", &base, &onbuild);
+    let build = |tag: &str| {
+        let dest = reg.reference(tag);
+        let mut argv: Vec<String> = vec![ctx.display().to_string(), "-t".into(), dest];
+        argv.extend(args.iter().cloned());
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = env.run(&argv);
+        out.assert_success();
+        out
+    };
+    let first = build("lists:first");
+    assert!(
+        first.stderr.contains("reading the file list"),
+        "the first build reads the base's file list:\n{}",
+        first.stderr
+    );
+    let second = build("lists:second");
+    assert!(
+        !second.stderr.contains("reading the file list") && !second.stderr.contains("downloading"),
+        "the second build answers from the cache:\n{}",
+        second.stderr
+    );
+    let digest = |o: &common::Output| o.stdout.trim().rsplit('@').next().unwrap().to_string();
+    assert_eq!(digest(&first), digest(&second));
+}

@@ -2,6 +2,7 @@
 //! and the config are fetched; base layers stay in their registry until a sink needs them.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use serde_json::Value;
@@ -11,7 +12,7 @@ use crate::context::Probe;
 use crate::context::destfs::STANDARD_DIRS;
 use crate::context::tree::{WalkMemo, with_memo};
 use crate::image::manifest::AnyManifest;
-use crate::image::{ImageManifest, MediaFamily, Platform, Reference, config, media};
+use crate::image::{Digest, ImageManifest, MediaFamily, Platform, Reference, config, media};
 use crate::layer::BlobCache;
 use crate::progress::Progress;
 use crate::recipe::{BaseInfo, Frontend, Recipe};
@@ -411,6 +412,10 @@ pub async fn recipe_for_platform(
                 .map_err(|e| e.at_from(location.as_deref()))?
         };
         known.insert(&r, &p, b.config.clone());
+        // Lists an earlier build left in the cache answer at once (no second pass).
+        if let Some(tree) = cached_file_list(&b, cache) {
+            known.insert_tree(BaseCache::key(&r, &p), tree);
+        }
         resolved.insert(BaseCache::key(&r, &p), b);
     }
     // A first answer without file lists may even fail (a directory taken for a file);
@@ -424,14 +429,27 @@ pub async fn recipe_for_platform(
         let Some(b) = resolved.get(&key) else {
             continue;
         };
-        progress.info(format_args!(
-            "reading the file list of {} for {} (a destination in the Dockerfile depends on it)",
-            key.0, key.1
-        ));
         let tree = file_list(b, registries, cache, progress).await?;
         known.insert_tree(key, tree);
     }
     Ok(with_memo(walks, || frontend.recipe_for(platform, &known))?)
+}
+
+/// Where the file list of a base layer is kept.
+fn list_path(cache: &BlobCache, layer: &Digest) -> PathBuf {
+    cache.root().join("lists").join(layer.hex())
+}
+
+/// The file list of `base` when an earlier build left every layer's list in the cache:
+/// then neither its layers nor a second recipe pass are needed.
+fn cached_file_list(base: &ResolvedBase, cache: &BlobCache) -> Option<Tree> {
+    let mut tree = Tree::default();
+    for b in &base.layers {
+        if !tree.add_cached(&list_path(cache, &b.descriptor.digest)) {
+            return None;
+        }
+    }
+    Some(tree)
 }
 
 /// The file list of `base`: its layers downloaded into the cache (once), each layer's list
@@ -442,15 +460,25 @@ async fn file_list(
     cache: &BlobCache,
     progress: &Progress,
 ) -> Result<Tree, PipelineError> {
+    if let Some(tree) = cached_file_list(base, cache) {
+        return Ok(tree);
+    }
+    progress.info(format_args!(
+        "reading the file list of {} for {} (a destination in the Dockerfile depends on it)",
+        base.reference
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
+        base.platform
+    ));
     let local = blobs::materialize(&base.layers, registries, cache, progress).await?;
     let mut layers = Vec::new();
     for b in &base.layers {
         let blob = local.get(&b.descriptor.digest)?;
         match &blob.data {
-            blobs::LocalData::File(p) => layers.push((
-                p.clone(),
-                cache.root().join("lists").join(b.descriptor.digest.hex()),
-            )),
+            blobs::LocalData::File(p) => {
+                layers.push((p.clone(), list_path(cache, &b.descriptor.digest)))
+            }
             blobs::LocalData::Bytes(_) => {
                 return Err(PipelineError::Internal("layer held in memory".into()));
             }

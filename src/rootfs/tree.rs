@@ -49,6 +49,23 @@ impl Tree {
                 c
             }
         };
+        self.apply(changes);
+        Ok(())
+    }
+
+    /// Applies the change list cached at `list` by an earlier [`Tree::add_layer`] of the
+    /// same layer, without the layer itself; false (and nothing applied) when there is none.
+    pub fn add_cached(&mut self, list: &Path) -> bool {
+        match read_list(list) {
+            Some(c) => {
+                self.apply(c);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn apply(&mut self, changes: Vec<Change>) {
         for c in changes {
             match c {
                 Change::Put(path, node) => {
@@ -74,7 +91,6 @@ impl Tree {
                 Change::Opaque(dir) => self.remove_below(&dir),
             }
         }
-        Ok(())
     }
 
     fn remove_below(&mut self, dir: &str) {
