@@ -295,6 +295,7 @@ diff_cases! {
     scratch_parents: "scratch-parents" => Oracle::Buildah;
     existing_dirs: "existing-dirs" => Oracle::Buildah;
     base_dirs_probed: "base-dirs-probed" => Oracle::Buildah;
+    workdir_filled_later: "workdir-filled-later" => Oracle::Buildah;
 }
 
 /// Parents that exist in the base but are not standard directories (`/home/app`, 0750):
@@ -501,4 +502,31 @@ fn base_file_lists_are_kept_in_the_cache() {
     );
     let digest = |o: &common::Output| o.stdout.trim().rsplit('@').next().unwrap().to_string();
     assert_eq!(digest(&first), digest(&second));
+}
+
+/// `WORKDIR /x` followed by a COPY into it, the common pattern, needs no base layers: the
+/// WORKDIR's entry is left to the extractor (see `workdir_filled_later` for the tree).
+#[test]
+fn workdir_filled_later_reads_no_base_layers() {
+    let env = TestEnv::new();
+    let reg = Registry::start();
+    let (base, onbuild) = push_bases(&reg, &env.work());
+    let ctx = env.work().join("ctx");
+    materialize("workdir-filled-later", &ctx);
+    let (args, _) = build_flags("workdir-filled-later", &base, &onbuild);
+    let mut argv: Vec<String> = vec![
+        ctx.display().to_string(),
+        "-t".into(),
+        reg.reference("filled:1"),
+        "-v".into(),
+    ];
+    argv.extend(args.iter().cloned());
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = env.run(&argv);
+    out.assert_success();
+    assert!(
+        !out.stderr.contains("reading the file list") && !out.stderr.contains("downloading"),
+        "no base layer is read:\n{}",
+        out.stderr
+    );
 }

@@ -77,6 +77,30 @@ pub fn resolve_with_inline(
     owner: Option<(u64, u64)>,
     inline: &[(String, Vec<u8>)],
 ) -> Result<LayerSpec, ContextError> {
+    let r = resolve_tentative(env, spec, owner, inline)?;
+    for path in &r.tentative {
+        env.dest.needs(path);
+    }
+    Ok(r.layer)
+}
+
+/// A resolved layer, and the directories it creates where the destination's answer was
+/// [`Probe::Unknown`] and no entry of the layer lies below them: if the image already has
+/// them, their entries would reset mode and owner, which Docker does not do.
+#[derive(Debug)]
+pub struct Resolved {
+    pub layer: LayerSpec,
+    pub tentative: Vec<String>,
+}
+
+/// [`resolve_with_inline`], leaving to the caller what to do about tentative directories
+/// (the Dockerfile front end drops them when a later layer fills them, else asks).
+pub fn resolve_tentative(
+    env: &CopyEnv<'_>,
+    spec: &CopySpec,
+    owner: Option<(u64, u64)>,
+    inline: &[(String, Vec<u8>)],
+) -> Result<Resolved, ContextError> {
     let dest_err = |reason: &str| ContextError::Dest {
         dest: spec.dest.clone(),
         reason: reason.to_string(),
@@ -167,7 +191,7 @@ pub fn resolve_with_inline(
         }
         let target = if keep.is_some() {
             base
-        } else if slash || out.probe(&dest) == Probe::Dir {
+        } else if slash || out.probe_needed(&dest) == Probe::Dir {
             join(&dest, name)
         } else {
             dest.clone()
@@ -183,7 +207,7 @@ pub fn resolve_with_inline(
         out.put(target, kind, spec.chmod.unwrap_or(mode));
     }
     for (name, bytes) in inline {
-        let target = if slash || out.probe(&dest) == Probe::Dir {
+        let target = if slash || out.probe_needed(&dest) == Probe::Dir {
             join(&dest, name)
         } else {
             dest.clone()
@@ -197,10 +221,13 @@ pub fn resolve_with_inline(
             spec.chmod.unwrap_or(0o644),
         );
     }
-    out.drop_guessed_parents();
-    Ok(LayerSpec {
-        entries: out.entries.into_values().collect(),
-        created_by: spec.created_by.clone(),
+    let tentative = out.drop_guessed_parents();
+    Ok(Resolved {
+        layer: LayerSpec {
+            entries: out.entries.into_values().collect(),
+            created_by: spec.created_by.clone(),
+        },
+        tentative,
     })
 }
 
@@ -237,6 +264,15 @@ struct Placer<'a> {
 }
 
 impl Placer<'_> {
+    /// [`Placer::probe`] for a decision that depends on the answer.
+    fn probe_needed(&self, path: &str) -> Probe {
+        let p = self.probe(path);
+        if p == Probe::Unknown {
+            self.fs.needs(path);
+        }
+        p
+    }
+
     fn probe(&self, path: &str) -> Probe {
         match self.entries.get(path) {
             Some(LayerEntry {
@@ -280,8 +316,10 @@ impl Placer<'_> {
     /// directory (say `/home/app`, 0750 and owned by `app`), while without it every layer
     /// extractor (containerd, Docker, containers/storage, umoci) keeps an existing parent
     /// and creates a missing one as root 0755, which is what Docker's COPY creates too.
-    /// A `--chown` owner keeps them: Docker gives new parents that owner.
-    fn drop_guessed_parents(&mut self) {
+    /// A `--chown` owner keeps them: Docker gives new parents that owner. Returns the
+    /// guessed directories kept.
+    fn drop_guessed_parents(&mut self) -> Vec<String> {
+        let mut kept = Vec::new();
         for path in std::mem::take(&mut self.guessed) {
             let default = matches!(
                 self.entries.get(&path),
@@ -301,8 +339,11 @@ impl Placer<'_> {
                 .is_some_and(|(k, _)| k.starts_with(&prefix));
             if default && has_child {
                 self.entries.remove(&path);
+            } else if self.entries.contains_key(&path) {
+                kept.push(path);
             }
         }
+        kept
     }
 
     fn put(&mut self, path: String, kind: EntryKind, mode: u32) {

@@ -25,6 +25,12 @@ pub enum Probe {
 /// empty path is `/`).
 pub trait DestFs {
     fn probe(&self, path: &str) -> Probe;
+
+    /// Says that an [`Probe::Unknown`] answer for `path` decided something Docker decides
+    /// from the image's contents (a file copied onto what may be a directory; a directory
+    /// entry that would reset an existing one's mode and owner), so a builder able to
+    /// learn the answer should.
+    fn needs(&self, _path: &str) {}
 }
 
 /// Directories present in every mainstream Linux base image (Debian, Ubuntu, Alpine,

@@ -14,7 +14,7 @@ pub mod source;
 pub mod tree;
 pub mod walk;
 
-pub use copy::{CopyEnv, resolve, resolve_with, resolve_with_inline};
+pub use copy::{CopyEnv, Resolved, resolve, resolve_tentative, resolve_with, resolve_with_inline};
 pub use destfs::{DestFs, Probe};
 pub use ignore::Ignore;
 pub use owner::lookup_owner;

@@ -368,17 +368,20 @@ impl BaseInfo for KnownConfigs {
     }
 
     fn probe(&self, image: &Reference, platform: &Platform, path: &str) -> Probe {
-        let key = BaseCache::key(image, platform);
-        if let Some(tree) = self.trees.get(&key) {
-            return tree.probe(path);
+        match self.trees.get(&BaseCache::key(image, platform)) {
+            Some(tree) => tree.probe(path),
+            None => Probe::Unknown,
         }
-        if !path.is_empty() && !STANDARD_DIRS.contains(&path) {
+    }
+
+    fn needs(&self, image: &Reference, platform: &Platform, path: &str) {
+        let key = BaseCache::key(image, platform);
+        if !self.trees.contains_key(&key) && !path.is_empty() && !STANDARD_DIRS.contains(&path) {
             self.asked
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(key);
         }
-        Probe::Unknown
     }
 }
 

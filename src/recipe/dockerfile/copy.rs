@@ -10,7 +10,7 @@ use super::stage::{Ctx, StageState};
 use super::{DfError, expand};
 use crate::context::copy::is_remote;
 use crate::context::owner::split_owner;
-use crate::context::{CopyEnv, Ignore, resolve_with_inline};
+use crate::context::{CopyEnv, Ignore, resolve_tentative, resolve_with_inline};
 use crate::image::Reference;
 use crate::recipe::{CopySource, CopySpec, Owner, Step};
 
@@ -159,10 +159,11 @@ pub fn dispatch(
         ignore: Some(context.ignore),
         dest: &fs,
     };
-    let layer =
-        resolve_with_inline(&env, &spec, ids, &inline).map_err(|e| err(format!("{kw}: {e}")))?;
-    st.record(&layer);
-    Ok(Step::Layer(layer))
+    let resolved =
+        resolve_tentative(&env, &spec, ids, &inline).map_err(|e| err(format!("{kw}: {e}")))?;
+    st.record(&resolved.layer);
+    st.tentative.extend(resolved.tentative);
+    Ok(Step::Layer(resolved.layer))
 }
 
 /// `ADD <url>… <dest>`: a deferred step; the pipeline downloads (the registry module is

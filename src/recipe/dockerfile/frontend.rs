@@ -122,6 +122,7 @@ pub fn build(
             }
             dispatch(&ctx, &mut state, loc, &mut steps, &stage_refs, &context).map_err(at)?;
         }
+        state.settle_tentative(&mut steps, bases);
         if let Some(a) = &name {
             names.push((a.clone(), si));
         }

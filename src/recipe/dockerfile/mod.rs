@@ -78,6 +78,10 @@ pub trait BaseInfo {
     fn probe(&self, _image: &Reference, _platform: &Platform, _path: &str) -> Probe {
         Probe::Unknown
     }
+
+    /// An [`Probe::Unknown`] answer for `path` in `image` decided something (see
+    /// [`crate::context::DestFs::needs`]); an implementation able to learn it should.
+    fn needs(&self, _image: &Reference, _platform: &Platform, _path: &str) {}
 }
 
 /// Knows nothing about any base.

@@ -36,6 +36,9 @@ pub struct StageState {
     pub onbuild: Vec<String>,
     /// Paths created by this recipe's layers: true for directories.
     pub known: BTreeMap<String, bool>,
+    /// Directories this stage's layers create although the base may have them (see
+    /// [`crate::context::Resolved`]); settled when the stage ends.
+    pub tentative: Vec<String>,
     pub root: Root,
 }
 
@@ -95,6 +98,7 @@ impl StageState {
             },
             onbuild: strings("OnBuild"),
             known: BTreeMap::new(),
+            tentative: Vec::new(),
             root,
         }
     }
@@ -187,6 +191,52 @@ impl DestFs for StageFs<'_> {
                 Probe::Unknown => StandardDirs.probe(path),
                 known => known,
             },
+        }
+    }
+
+    fn needs(&self, path: &str) {
+        if let (None, Root::Image(img)) = (self.state.known.get(path), &self.state.root) {
+            self.bases.needs(&img.0, &img.1, path);
+        }
+    }
+}
+
+impl StageState {
+    /// Settles the stage's tentative directories once all its steps are known. One that
+    /// a later layer fills (and that has the default 0755 root:root) loses its entry:
+    /// every extractor keeps an existing directory and creates a missing parent as 0755
+    /// root:root, which is Docker's result either way (a layer left empty goes). The
+    /// others need the base's answer, asked for through `bases`.
+    pub fn settle_tentative(&mut self, steps: &mut Vec<Step>, bases: &dyn BaseInfo) {
+        let mut emptied = Vec::new();
+        for path in std::mem::take(&mut self.tentative) {
+            let holder = steps.iter().position(
+                |s| matches!(s, Step::Layer(l) if l.entries.iter().any(|e| e.path == path)),
+            );
+            let Some(i) = holder else { continue };
+            let prefix = format!("{path}/");
+            let filled = steps[i + 1..].iter().any(|s| {
+                matches!(s, Step::Layer(l) if l.entries.iter().any(|e| e.path.starts_with(&prefix)))
+            });
+            let Step::Layer(layer) = &mut steps[i] else {
+                continue;
+            };
+            let default = layer.entries.iter().any(|e| {
+                e.path == path
+                    && matches!(e.kind, EntryKind::Dir)
+                    && (e.mode, e.uid, e.gid) == (0o755, 0, 0)
+            });
+            if filled && default {
+                layer.entries.retain(|e| e.path != path);
+                if layer.entries.is_empty() {
+                    emptied.push(i);
+                }
+            } else {
+                self.dest_fs(bases).needs(&path);
+            }
+        }
+        for i in emptied.into_iter().rev() {
+            steps.remove(i);
         }
     }
 }

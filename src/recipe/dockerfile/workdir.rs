@@ -71,11 +71,12 @@ pub fn dispatch(
                     ignore: None,
                     dest: &fs,
                 };
-                let layer = crate::context::resolve_with(&env, &spec, ids)
+                let resolved = crate::context::resolve_tentative(&env, &spec, ids, &[])
                     .map_err(|e| err(e.to_string()))?;
-                if !layer.entries.is_empty() {
-                    st.record(&layer);
-                    steps.push(Step::Layer(layer));
+                if !resolved.layer.entries.is_empty() {
+                    st.record(&resolved.layer);
+                    st.tentative.extend(resolved.tentative);
+                    steps.push(Step::Layer(resolved.layer));
                 }
             }
         }
