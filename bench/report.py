@@ -76,6 +76,9 @@ ok_cold = speed >= 150 and (buildah is None or buildah / cold >= 10)
 note = f"{speed:.0f} MB/s" + (f", {buildah / cold:.1f}x buildah" if buildah else ", buildah skipped")
 row("cold", "cold build + push", ">=10x buildah, >=150 MB/s", ok_cold, note)
 row("buildah", "buildah bud + push (vfs)", "reference", None, "upload = registry growth")
+upload = med("upload", "wall")
+if upload is not None:
+    row("upload", "registry floor: plain upload of the layer", "reference", None, f"{100 * upload / cold:.0f}% of cold")
 
 noop_recomp = max((r["recomp"] or 0 for r in rows["noop"]), default=0)
 noop_up = max((r["up"] or 0 for r in rows["noop"]), default=0)
@@ -95,7 +98,8 @@ row(
     "one 5 KB file edited",
     "<=25% of cold, <=2 members",
     edit <= 0.25 * cold and edit_recomp <= 2,
-    f"{100 * edit / cold:.1f}%, {edit_recomp} recompressed",
+    f"{100 * edit / cold:.1f}%, {edit_recomp} recompressed"
+    + (f"; upload floor alone {100 * upload / cold:.0f}%" if upload is not None else ""),
 )
 
 cold_digests = {r["digest"] for r in rows["cold"]}

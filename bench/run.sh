@@ -19,6 +19,8 @@
 #           (bench/floor: libdeflate and zlib-rs level 1, best of the two), in memory
 #   cold    empty cache, new repository                  target: >=10x buildah, >=150 MB/s
 #   buildah buildah bud (vfs, chroot) + buildah push      the reference
+#   upload  the cold layer's byte count sent by a plain HTTP client (bench/upload_floor.py):
+#           the registry's own floor, which bounds the edit case (the layer is new)
 #   noop    same build again                             target: <=5 % of cold, 0 compressed,
 #                                                                0 uploaded
 #   fresh   a copy of the context (new mtimes, inodes)   target: same digest, 0 compressed
@@ -179,6 +181,14 @@ for i in $(seq "$RUNS"); do
     log "cold $i/$RUNS"
     rm -rf "$W/cache-cold-$i"
     ocibuild cold "$i" "$W/ctx" "$W/cache-cold-$i" "$REG/app-$i:latest" "$HOST"
+done
+# The registry's own floor for the cold layer's bytes: a plain monolithic upload of as
+# many random bytes (an edit re-uploads the whole layer, so this bounds the edit case).
+COLD_UP=$(python3 -c 'import json,sys; print(sum(d.get("bytesUploaded", 0) for d in json.load(open(sys.argv[1]))["destinations"]))' "$W/out/cold-$RUNS.meta")
+for i in $(seq "$RUNS"); do
+    log "upload floor $i/$RUNS ($COLD_UP bytes)"
+    secs=$(python3 "$ROOT/bench/upload_floor.py" "$REG" "$COLD_UP")
+    printf 'upload\t%s\t%s\t0\t0\t%s\t\t\n' "$i" "$secs" "$COLD_UP" >>"$RUNS_TSV"
 done
 MAIN_CACHE=$W/cache-cold-$RUNS
 MAIN_DEST=$REG/app-$RUNS:latest
