@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::archive;
+use super::copy_memo::Recorder;
 use super::destfs::{DestFs, Probe, StandardDirs};
 use super::ignore::Ignore;
 use super::source::{Found, clean_source, expand};
@@ -87,7 +88,7 @@ pub fn resolve_with_inline(
 /// A resolved layer, and the directories it creates where the destination's answer was
 /// [`Probe::Unknown`] and no entry of the layer lies below them: if the image already has
 /// them, their entries would reset mode and owner, which Docker does not do.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Resolved {
     pub layer: LayerSpec,
     pub tentative: Vec<String>,
@@ -95,7 +96,36 @@ pub struct Resolved {
 
 /// [`resolve_with_inline`], leaving to the caller what to do about tentative directories
 /// (the Dockerfile front end drops them when a later layer fills them, else asks).
+/// Context copies made while a build's [`super::tree::WalkMemo`] is active are resolved
+/// once per build (see [`super::copy_memo`]).
 pub fn resolve_tentative(
+    env: &CopyEnv<'_>,
+    spec: &CopySpec,
+    owner: Option<(u64, u64)>,
+    inline: &[(String, Vec<u8>)],
+) -> Result<Resolved, ContextError> {
+    let memo = super::tree::active_memo().map(|m| m.copies());
+    let (Some(memo), false) = (memo, env.rootfs) else {
+        return resolve_fresh(env, spec, owner, inline);
+    };
+    let key = format!(
+        "{:?}\n{:?}\n{spec:?}\n{owner:?}\n{inline:?}",
+        env.root, env.ignore
+    );
+    if let Some(hit) = memo.lookup(&key, env.dest) {
+        return Ok(hit);
+    }
+    let recorder = Recorder::new(env.dest);
+    let recorded = CopyEnv {
+        dest: &recorder,
+        ..*env
+    };
+    let resolved = resolve_fresh(&recorded, spec, owner, inline)?;
+    memo.store(key, recorder, &resolved);
+    Ok(resolved)
+}
+
+fn resolve_fresh(
     env: &CopyEnv<'_>,
     spec: &CopySpec,
     owner: Option<(u64, u64)>,

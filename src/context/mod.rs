@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod archive_store;
 pub mod copy;
+mod copy_memo;
 pub mod destfs;
 pub mod error;
 pub mod glob;

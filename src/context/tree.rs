@@ -36,6 +36,19 @@ pub struct TreeEntry {
 #[derive(Clone, Debug, Default)]
 pub struct WalkMemo {
     dirs: Arc<Mutex<HashMap<PathBuf, Arc<Vec<Raw>>>>>,
+    copies: super::copy_memo::CopyMemo,
+}
+
+impl WalkMemo {
+    /// The context copies resolved during this build.
+    pub(super) fn copies(&self) -> super::copy_memo::CopyMemo {
+        self.copies.clone()
+    }
+}
+
+/// The memo made active on this thread by [`with_memo`], if any.
+pub(super) fn active_memo() -> Option<WalkMemo> {
+    ACTIVE.with(|a| a.borrow().clone())
 }
 
 thread_local! {
