@@ -80,6 +80,10 @@ upload = med("upload", "wall")
 if upload is not None:
     row("upload", "registry floor: plain upload of the layer", "reference", None, f"{100 * upload / cold:.0f}% of cold")
 
+walk = med("walk", "wall")
+if walk is not None:
+    row("walk", "no-op floor: find(1) stats every file", "reference", None, f"{100 * walk / cold:.1f}% of cold")
+
 noop_recomp = max((r["recomp"] or 0 for r in rows["noop"]), default=0)
 noop_up = max((r["up"] or 0 for r in rows["noop"]), default=0)
 noop = med("noop", "wall")
@@ -88,7 +92,8 @@ row(
     "no-op rebuild",
     "<=5% of cold, 0 compressed, 0 uploaded",
     noop <= 0.05 * cold and noop_recomp == 0 and noop_up == 0,
-    f"{100 * noop / cold:.1f}%, {noop_recomp} recompressed",
+    f"{100 * noop / cold:.1f}%, {noop_recomp} recompressed"
+    + (f"; {noop / walk:.1f}x the stat floor" if walk else ""),
 )
 
 edit = med("edit", "wall")

@@ -21,6 +21,7 @@
 #   buildah buildah bud (vfs, chroot) + buildah push      the reference
 #   upload  the cold layer's byte count sent by a plain HTTP client (bench/upload_floor.py):
 #           the registry's own floor, which bounds the edit case (the layer is new)
+#   walk    find(1) stat'ing every file of the context: the floor of a no-op rebuild
 #   noop    same build again                             target: <=5 % of cold, 0 compressed,
 #                                                                0 uploaded
 #   fresh   a copy of the context (new mtimes, inodes)   target: same digest, 0 compressed
@@ -192,6 +193,12 @@ for i in $(seq "$RUNS"); do
 done
 MAIN_CACHE=$W/cache-cold-$RUNS
 MAIN_DEST=$REG/app-$RUNS:latest
+# The no-op floor: one stat of every file of the context (a rebuild must notice any
+# change), by find(1) on one core.
+for i in $(seq "$RUNS"); do
+    log "walk floor $i/$RUNS"
+    measure walk "$i" find "$W/ctx" -printf '%s %T@ %i %m\n'
+done
 for i in $(seq "$RUNS"); do
     log "no-op $i/$RUNS"
     ocibuild noop "$i" "$W/ctx" "$MAIN_CACHE" "$MAIN_DEST" "$HOST"
