@@ -1,7 +1,8 @@
 //! Issue 4, upload quirks the real registry cannot produce, against the fake of
 //! `common::fake_registry`: an upload `Location` that is absolute and on another host,
 //! then relative and different after each chunk; `201` on `PATCH`; `OCI-Chunk-Min-Length`;
-//! a monolithic upload refused with `413`. Credentials go to the registry host only.
+//! a monolithic upload refused with `413`; an anonymous `/v2/` that wants credentials
+//! below it. Credentials go to the registry host only.
 //! Chunked uploads are asked for with `OCIBUILD_CHUNK_SIZE`.
 
 mod common;
@@ -45,6 +46,7 @@ fn fake(refuse_monolithic: bool, min_chunk: Option<u64>, patch_status: u16) -> F
         refuse_monolithic,
         min_chunk,
         patch_status,
+        anonymous_ping: false,
     })
 }
 
@@ -145,4 +147,35 @@ fn monolithic_upload_to_another_host_carries_no_credentials() {
         "{log:?}"
     );
     assert!(fake.chunked_uploads().is_empty());
+}
+
+/// `/v2/` answers anonymously, the repository wants Basic credentials (quay.io's way):
+/// the host is set up again with the repository's challenge and the push goes through
+/// with the configured credentials; without any, the failure is an authentication error
+/// (exit 5) that says so.
+#[test]
+fn anonymous_ping_then_a_challenge_on_the_repository() {
+    let env = TestEnv::new();
+    let fake = FakeRegistry::start(FakeConfig {
+        user: (USER.into(), PASSWORD.into()),
+        refuse_monolithic: false,
+        min_chunk: None,
+        patch_status: 202,
+        anonymous_ping: true,
+    });
+    let out = build(&env, &fake, &[]);
+    out.assert_success();
+    assert_stored(&out, &fake);
+    assert!(
+        out.stderr
+            .contains("asks for authentication although /v2/ did not"),
+        "{}",
+        out.stderr
+    );
+
+    std::fs::write(env.docker_config().join("config.json"), "{}").unwrap();
+    let ctx = env.work().join("ctx");
+    let dest = format!("{}/app:anon", fake.host());
+    let out = run(env.ocibuild().arg(&ctx).args(["-t", &dest]));
+    out.assert_failure(5, &["authentication", &fake.host()]);
 }

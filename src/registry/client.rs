@@ -60,6 +60,9 @@ pub struct Host {
     pub(super) tuning: Tuning,
     /// Set once the registry refused a monolithic upload: later blobs go in chunks.
     pub(super) chunked_only: AtomicBool,
+    /// The challenge of a 401 on a repository after `/v2/` answered anonymously: the
+    /// host must be set up again with it (see [`RegistryError::Challenged`]).
+    pub(super) late_challenge: Mutex<Option<Challenge>>,
 }
 
 /// The outcome of one token request, shared by every request that waits for it:
@@ -157,10 +160,13 @@ fn bad_roots(name: &str, e: &dyn std::fmt::Display) -> RegistryError {
 impl Host {
     /// Probes `name` and sets it up; `with_credentials` false gives an anonymous host
     /// (used by `login`, which must not be blocked by stale stored credentials).
+    /// Connects to `name`: probes `/v2/` for the scheme and the challenge (`challenge`,
+    /// when given, replaces the probed one: a repository asked for it later).
     pub async fn connect(
         name: &str,
         setup: &Setup,
         with_credentials: bool,
+        challenge: Option<Challenge>,
     ) -> Result<Host, RegistryError> {
         let loopback = is_loopback_host(name);
         let insecure = setup.trust.is_insecure(name);
@@ -186,6 +192,10 @@ impl Host {
             identity.as_deref(),
         )
         .await?;
+        let mut probed = probed;
+        if let Some(c) = challenge {
+            probed.challenge = c;
+        }
         let progress = &setup.progress;
         let http = if probed.pinned {
             progress.debug(format_args!(
@@ -262,6 +272,7 @@ impl Host {
             progress: progress.clone(),
             tuning: setup.tuning.clone(),
             chunked_only: AtomicBool::new(false),
+            late_challenge: Mutex::new(None),
         };
         if host.challenge == Challenge::Basic && host.cred_source.is_some() {
             host.check_basic(&host.ctx(name)).await?;

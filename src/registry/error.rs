@@ -42,6 +42,11 @@ pub enum RegistryError {
          check $DOCKER_CONFIG/config.json)"
     )]
     Auth { registry: String, reason: String },
+    /// A registry that answered `/v2/` anonymously asked for authentication on a
+    /// repository (quay.io does): the host is set up again with that challenge and the
+    /// operation redone once (see `retry.rs`).
+    #[error("registry {registry} asks for authentication on this repository")]
+    Challenged { registry: String },
     /// `MANIFEST_UNKNOWN`, `NAME_UNKNOWN`, `BLOB_UNKNOWN`, or a plain 404.
     #[error("{reference}: not found ({reason})")]
     NotFound { reference: String, reason: String },
@@ -103,7 +108,7 @@ impl RegistryError {
         match self {
             RegistryError::Network { .. } | RegistryError::Server { .. } => ErrorKind::Network,
             RegistryError::Tls { .. } | RegistryError::ClientCert { .. } => ErrorKind::Tls,
-            RegistryError::Auth { .. } => ErrorKind::Auth,
+            RegistryError::Auth { .. } | RegistryError::Challenged { .. } => ErrorKind::Auth,
             RegistryError::NotFound { .. } => ErrorKind::NotFound,
             RegistryError::Protocol { .. }
             | RegistryError::DigestMismatch { .. }

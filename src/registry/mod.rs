@@ -171,13 +171,37 @@ impl Registries {
             let mut hosts = self.inner.hosts.lock().unwrap_or_else(|p| p.into_inner());
             hosts.entry(name.to_string()).or_default().clone()
         };
-        cell.get_or_try_init(|| async {
-            Host::connect(name, &self.inner.setup, true)
-                .await
-                .map(Arc::new)
-        })
-        .await
-        .cloned()
+        let host = cell
+            .get_or_try_init(|| async {
+                Host::connect(name, &self.inner.setup, true, None)
+                    .await
+                    .map(Arc::new)
+            })
+            .await?
+            .clone();
+        let late = host
+            .late_challenge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(late) = late else {
+            return Ok(host);
+        };
+        // A repository asked for authentication after `/v2/` did not: set the host up
+        // again with that challenge (credentials, token realm), for every later user.
+        let again = Arc::new(Host::connect(name, &self.inner.setup, true, Some(late)).await?);
+        let mut hosts = self.inner.hosts.lock().unwrap_or_else(|p| p.into_inner());
+        // Another operation may have set it up again meanwhile: keep the first.
+        if let Some(current) = hosts.get(name).and_then(|c| c.get())
+            && !Arc::ptr_eq(current, &host)
+        {
+            return Ok(current.clone());
+        }
+        hosts.insert(
+            name.to_string(),
+            Arc::new(OnceCell::new_with(Some(again.clone()))),
+        );
+        Ok(again)
     }
 
     /// GET a manifest by tag or digest (Accept: OCI + Docker manifest and index types).
@@ -268,7 +292,7 @@ impl Registries {
     ) -> Result<String, RegistryError> {
         // Accept what `docker login` accepts: `host[:port]`, a URL, Docker Hub's aliases.
         let registry = auth::normalize_key(registry);
-        let host = Host::connect(&registry, &self.inner.setup, false).await?;
+        let host = Host::connect(&registry, &self.inner.setup, false, None).await?;
         host.verify_login(username, password).await?;
         let path = self.config_file()?;
         let creds = &self.inner.setup.creds;

@@ -31,9 +31,12 @@ where
     Fut: Future<Output = Result<T, RegistryError>>,
 {
     let mut attempt = 1;
+    let mut challenged = false;
     loop {
         match op().await {
             Ok(v) => return Ok(v),
+            // The host is set up again with the challenge; redo at once, once.
+            Err(RegistryError::Challenged { .. }) if !challenged => challenged = true,
             Err(e) if e.is_transient() && attempt < TRIES => {
                 let backoff = delay(base, attempt);
                 let wait = e.retry_after().map_or(backoff, |r| r.max(backoff));

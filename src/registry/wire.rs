@@ -3,10 +3,11 @@
 //! `Authorization` header only for the registry's own origin, and failed answers turned
 //! into errors that keep `Retry-After`.
 
-use reqwest::header::{AUTHORIZATION, HeaderValue, LOCATION};
+use reqwest::header::{AUTHORIZATION, HeaderValue, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, Url};
 
 use super::RegistryError;
+use super::challenge::Challenge;
 use super::classify;
 use super::client::Host;
 
@@ -120,6 +121,27 @@ impl Host {
     /// The error for a failed answer: the registry's code and message (bounded), its
     /// `Retry-After`, and for 401/403 where the credentials came from.
     pub(super) async fn failure(&self, resp: Response, subject: &str) -> RegistryError {
+        if resp.status().as_u16() == 401 && self.challenge == Challenge::None {
+            let late = Challenge::parse(
+                resp.headers()
+                    .get_all(WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+            );
+            if late != Challenge::None {
+                self.progress.debug(format_args!(
+                    "registry {}: {subject} asks for authentication although /v2/ did not",
+                    self.name
+                ));
+                *self
+                    .late_challenge
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(late);
+                return RegistryError::Challenged {
+                    registry: self.name.clone(),
+                };
+            }
+        }
         let err = classify::from_response(resp, &self.ctx(subject)).await;
         self.explain_auth(err)
     }

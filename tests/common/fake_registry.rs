@@ -1,8 +1,8 @@
 //! A small in-process registry for the quirks the real one cannot produce: upload sessions
 //! whose `Location` is absolute and on another host (a second loopback port, "storage"),
 //! then relative and different after every chunk; `201` answers to `PATCH` (as ECR);
-//! `OCI-Chunk-Min-Length`; monolithic uploads refused with `413`. Basic auth on the main
-//! host only. Anything a client does wrong is recorded in [`FakeRegistry::problems`]
+//! `OCI-Chunk-Min-Length`; monolithic uploads refused with `413`; an anonymous `/v2/`
+//! with authentication required below it. Basic auth on the main host only. Anything a client does wrong is recorded in [`FakeRegistry::problems`]
 //! (chunks below the minimum, out-of-order ranges, credentials sent to the storage host).
 
 use std::collections::HashMap;
@@ -28,6 +28,9 @@ pub struct FakeConfig {
     pub min_chunk: Option<u64>,
     /// Status of `PATCH` answers (202 per spec, 201 as ECR does).
     pub patch_status: u16,
+    /// Answer `/v2/` without credentials (as quay.io does); everything else still wants
+    /// them.
+    pub anonymous_ping: bool,
 }
 
 #[derive(Default)]
@@ -231,7 +234,10 @@ fn main_route(st: &State, head: &Head, body: Vec<u8>) -> Reply {
     let method = head.method.as_str();
     let (user, pass) = &st.cfg.user;
     let want = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-    if head.header("authorization") != Some(format!("Basic {want}").as_str()) {
+    let ping = head.path() == "/v2/" || head.path() == "/v2";
+    if !(ping && st.cfg.anonymous_ping)
+        && head.header("authorization") != Some(format!("Basic {want}").as_str())
+    {
         return Reply::error(401, "UNAUTHORIZED")
             .header("WWW-Authenticate", r#"Basic realm="fake""#);
     }
