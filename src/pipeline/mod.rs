@@ -79,9 +79,9 @@ pub async fn build(
     // while the bases resolve; each platform's recipe is made again below with its bases'
     // configs (and file lists, when a destination depends on them). Without those it may
     // fail, which only means nothing is built ahead.
-    // One walk of the context per build: later recipes reuse the probe's listings.
+    // One walk of the context per build: later recipes reuse the probe's listings (and
+    // its resolved copies).
     let walks = WalkMemo::default();
-    let probe = with_memo(&walks, || frontend.recipe_for(&host, &NoBaseInfo)).ok();
     let root_base = frontend.root_base(&host)?;
     // `FROM --platform=…` on the final stage's root pins its base unless --platform asks
     // for something else.
@@ -106,20 +106,20 @@ pub async fn build(
     });
     let memo = stages::LayerMemo::new(early.clone(), Some(walks.clone()));
 
-    // Context layers known up front are built while the bases resolve (manifest + config
-    // only); the memo hands them to every platform.
+    // The probe recipe is made, and the context layers it knows are built, while the bases
+    // resolve (manifest + config only); the memo hands the layers to every platform.
+    let (probed_tx, mut probed) = tokio::sync::watch::channel(false);
     let prebuild = {
         let (memo, builder, progress) = (memo.clone(), builder.clone(), progress.clone());
-        let specs: Vec<LayerSpec> = probe
-            .iter()
-            .flat_map(|r| r.stages.iter())
-            .flat_map(|s| s.steps.iter())
-            .filter_map(|s| match s {
-                Step::Layer(spec) => Some(spec.clone()),
-                _ => None,
-            })
-            .collect();
+        let (frontend, walks, host) = (frontend.clone(), walks.clone(), host.clone());
         tokio::spawn(async move {
+            let specs = tokio::task::spawn_blocking(move || {
+                let probe = with_memo(&walks, || frontend.recipe_for(&host, &NoBaseInfo));
+                layer_specs(probe.ok())
+            })
+            .await
+            .map_err(|e| PipelineError::Internal(format!("recipe task failed: {e}")))?;
+            let _ = probed_tx.send(true);
             for spec in &specs {
                 memo.build(&builder, spec, &progress).await?;
             }
@@ -163,6 +163,9 @@ pub async fn build(
             })?;
     }
 
+    // The platforms' recipes reuse what the probe resolved: let it finish first (a failed
+    // task drops the sender, which ends the wait too).
+    let _ = probed.wait_for(|done| *done).await;
     let resolved = base::BaseCache::default();
     let cx = stages::StageContext {
         registries: &registries,
@@ -225,6 +228,19 @@ pub async fn build(
             .collect(),
         destinations,
     })
+}
+
+/// The layers a recipe builds from the context, known before any base is.
+fn layer_specs(recipe: Option<crate::recipe::Recipe>) -> Vec<LayerSpec> {
+    recipe
+        .into_iter()
+        .flat_map(|r| r.stages)
+        .flat_map(|s| s.steps)
+        .filter_map(|s| match s {
+            Step::Layer(spec) => Some(spec),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The final stage's root base for each target platform. A FROM line may name a
