@@ -179,3 +179,25 @@ fn anonymous_ping_then_a_challenge_on_the_repository() {
     let out = run(env.ocibuild().arg(&ctx).args(["-t", &dest]));
     out.assert_failure(5, &["authentication", &fake.host()]);
 }
+
+/// A registry asking for chunks larger than ocibuild buffers (`OCI-Chunk-Min-Length` of
+/// 1 GiB) gets each blob as one chunk streamed from its source: stored, and no chunk
+/// below the minimum but the last.
+#[test]
+fn a_huge_minimum_chunk_gets_one_streamed_chunk() {
+    let env = TestEnv::new();
+    let fake = fake(false, Some(1 << 30), 202);
+    let out = build(&env, &fake, &[("OCIBUILD_CHUNK_SIZE", "256K")]);
+    let m = assert_stored(&out, &fake);
+    let layer_size = m["layers"][0]["size"].as_u64().unwrap();
+    assert!(
+        fake.chunked_uploads().contains(&vec![layer_size]),
+        "chunk sizes: {:?}",
+        fake.chunked_uploads()
+    );
+    assert!(
+        out.stderr.contains("one chunk, streamed"),
+        "not buffered in memory:\n{}",
+        out.stderr
+    );
+}

@@ -56,6 +56,10 @@ pub(super) struct Session {
 }
 
 const OCTET_STREAM: &str = "application/octet-stream";
+/// The most a chunked upload holds in memory. A registry asking for larger chunks
+/// (`OCI-Chunk-Min-Length`) gets the whole blob as one chunk streamed from its source,
+/// which meets any minimum.
+const MAX_BUFFERED_CHUNK: u64 = 256 << 20;
 
 impl Host {
     /// `POST /v2/<repo>/blobs/uploads/`, with `mount` + `from` when `mount_from` names
@@ -139,6 +143,9 @@ impl Host {
         open: Opener<'_>,
         configured: u64,
     ) -> Result<(), RegistryError> {
+        if session.min_chunk.is_some_and(|m| m > MAX_BUFFERED_CHUNK) {
+            return self.upload_one_chunk(session, blob, open).await;
+        }
         let floor = session.min_chunk.unwrap_or(0).max(MIN_CHUNK);
         let mut chunk = configured.max(session.min_chunk.unwrap_or(0));
         let mut location = session.location;
@@ -197,6 +204,50 @@ impl Host {
                 expected: format!("{} bytes", blob.size),
                 actual: format!("{offset} bytes"),
             });
+        }
+        let rb = self
+            .request(
+                Method::PUT,
+                commit_url(&location, blob.digest),
+                blob.repo,
+                true,
+            )
+            .await?
+            .header(CONTENT_LENGTH, 0);
+        let resp = self.send(rb, blob.subject).await?;
+        self.committed(resp, blob).await
+    }
+
+    /// The whole blob in one `PATCH`, streamed from its source, then the closing `PUT`.
+    async fn upload_one_chunk(
+        &self,
+        session: Session,
+        blob: &BlobRef<'_>,
+        open: Opener<'_>,
+    ) -> Result<(), RegistryError> {
+        self.progress.debug(format_args!(
+            "{}: the registry's minimum chunk is over {} MiB; one chunk, streamed",
+            blob.subject,
+            MAX_BUFFERED_CHUNK >> 20
+        ));
+        let mut location = session.location;
+        if blob.size > 0 {
+            let last = blob.size - 1;
+            let rb = self
+                .request(Method::PATCH, location.clone(), blob.repo, true)
+                .await?
+                .header(CONTENT_TYPE, OCTET_STREAM)
+                .header(CONTENT_LENGTH, blob.size)
+                .header("Content-Range", format!("0-{last}"))
+                .body(reqwest::Body::wrap_stream(open().await?));
+            let resp = self.send(rb, blob.subject).await?;
+            if !resp.status().is_success() {
+                return Err(self.failure(resp, blob.subject).await);
+            }
+            if resp.headers().contains_key(reqwest::header::LOCATION) {
+                location = self.location(&resp)?;
+            }
+            check_range(&resp, last).map_err(|r| self.protocol(r))?;
         }
         let rb = self
             .request(
