@@ -36,7 +36,33 @@ impl Registries {
             registry: url.to_string(),
             reason: format!("not a usable URL: {e}"),
         })?;
-        let host = match (parsed.host_str(), parsed.port()) {
+        let (client, host) = self.plain_client(&parsed)?;
+        let got = self
+            .retry(&format!("downloading {url}"), || {
+                get_to_file(&client, &parsed, &host, url, dest, max)
+            })
+            .await?;
+        if let Some(want) = expected
+            && *want != got.digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                what: url.to_string(),
+                expected: want.to_string(),
+                actual: got.digest.to_string(),
+            });
+        }
+        Ok(got)
+    }
+
+    /// A client for a server that is not a registry (`ADD <url>`, a foreign layer's
+    /// `urls`): the trust settings of its own host apply (`--ca-cert`, certs.d,
+    /// `--insecure-registry`), never a registry's client certificate; redirects followed.
+    /// Also returns the URL's `host[:port]`.
+    pub(super) fn plain_client(
+        &self,
+        url: &reqwest::Url,
+    ) -> Result<(reqwest::Client, String), RegistryError> {
+        let host = match (url.host_str(), url.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),
             (Some(h), None) => h.to_string(),
             (None, _) => {
@@ -57,21 +83,7 @@ impl Registries {
             read_timeout: setup.tuning.read_timeout,
             follow: true,
         })?;
-        let got = self
-            .retry(&format!("downloading {url}"), || {
-                get_to_file(&client, &parsed, &host, url, dest, max)
-            })
-            .await?;
-        if let Some(want) = expected
-            && *want != got.digest
-        {
-            return Err(RegistryError::DigestMismatch {
-                what: url.to_string(),
-                expected: want.to_string(),
-                actual: got.digest.to_string(),
-            });
-        }
-        Ok(got)
+        Ok((client, host))
     }
 }
 

@@ -121,9 +121,11 @@ impl Host {
 
     /// `GET /v2/<repo>/blobs/<digest>` (redirects followed, without credentials once they
     /// leave the registry), checked for success. A foreign layer the registry does not
-    /// have is fetched from its descriptor's `urls`, never with credentials.
+    /// have is fetched from its descriptor's `urls` with that host's own trust settings,
+    /// never with credentials or the registry's client certificate.
     pub(super) async fn get_blob(
         &self,
+        regs: &Registries,
         repo: &str,
         desc: &Descriptor,
         subject: &str,
@@ -140,7 +142,10 @@ impl Host {
                 .filter(|u| matches!(u.scheme(), "http" | "https"))
         });
         for url in foreign {
-            if let Ok(r) = self.send(self.http_follow.get(url), subject).await
+            let Ok((client, _)) = regs.plain_client(&url) else {
+                continue;
+            };
+            if let Ok(r) = self.send(client.get(url), subject).await
                 && r.status().is_success()
             {
                 return Ok(r);
@@ -209,7 +214,9 @@ pub async fn fetch_blob(
     let buf = regs
         .retry(&format!("fetching {subject}"), || async {
             let host = regs.host(image.registry()).await?;
-            let resp = host.get_blob(image.repository(), desc, &subject).await?;
+            let resp = host
+                .get_blob(regs, image.repository(), desc, &subject)
+                .await?;
             if resp.content_length().is_some_and(|n| n > max) {
                 return Err(too_large());
             }
@@ -236,7 +243,9 @@ pub async fn download_blob(
     let result = regs
         .retry(&format!("downloading {subject}"), || async {
             let host = regs.host(image.registry()).await?;
-            let resp = host.get_blob(image.repository(), desc, &subject).await?;
+            let resp = host
+                .get_blob(regs, image.repository(), desc, &subject)
+                .await?;
             let mut stream = resp.bytes_stream();
             let transfer = regs
                 .progress()

@@ -141,7 +141,9 @@ pub async fn copy_blob(
             let (shost, slot, transfer) = (shost.clone(), source_error.clone(), transfer.clone());
             let subject = source_subject.clone();
             async move {
-                let resp = shost.get_blob(source.repository(), desc, &subject).await?;
+                let resp = shost
+                    .get_blob(regs, source.repository(), desc, &subject)
+                    .await?;
                 let stream: ByteStream = resp
                     .bytes_stream()
                     .map(move |chunk| match chunk {
