@@ -209,6 +209,7 @@ fn mtls_client_certificate_from_certs_d() {
             format!("  - {}", pki.ca_cert.display()),
         ],
         auth: None,
+        raw: None,
     });
     let client = pki.client_cert(&st.env.work().join("pki"), "client");
     // skopeo reads *.crt, *.cert and *.key from --dest-cert-dir.

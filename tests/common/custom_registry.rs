@@ -1,5 +1,6 @@
 //! A real `docker-registry` with a configuration [`super::registry::Registry`] does not
-//! offer: extra `http.tls` keys (client CAs for mTLS) and `auth: token`. Same rules as the
+//! offer: extra `http.tls` keys (client CAs for mTLS), `auth: token`, other top-level
+//! blocks (manifest URL validation). Same rules as the
 //! standard one: a free loopback port, its own temp storage, killed on Drop.
 
 use std::io::{Read, Write};
@@ -23,6 +24,8 @@ pub struct Extra {
     pub tls: Vec<String>,
     /// A top-level `auth:` block, verbatim (its lines indented by 2 spaces and more).
     pub auth: Option<String>,
+    /// More top-level configuration, verbatim (e.g. a `validation:` block).
+    pub raw: Option<String>,
 }
 
 pub struct CustomRegistry {
@@ -77,6 +80,10 @@ impl CustomRegistry {
     }
 
     /// `127.0.0.1:PORT`
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -137,6 +144,12 @@ fn yaml(port: u16, storage: &Path, extra: &Extra) -> String {
         y += "  tls:\n";
         for line in &extra.tls {
             y += &format!("    {line}\n");
+        }
+    }
+    if let Some(raw) = &extra.raw {
+        y += raw;
+        if !raw.ends_with('\n') {
+            y.push('\n');
         }
     }
     if let Some(auth) = &extra.auth {

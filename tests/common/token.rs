@@ -260,6 +260,7 @@ impl TokenRegistry {
         let registry = CustomRegistry::start(&Extra {
             tls: vec![],
             auth: Some(auth),
+            raw: None,
         });
         TokenRegistry {
             registry,
