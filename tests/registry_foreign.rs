@@ -184,10 +184,8 @@ fn foreign_base_layer_is_referenced_for_a_registry_and_fetched_for_a_layout() {
     assert_eq!(status, 404, "a foreign layer is not pushed");
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.write_all(
-        format!(
-            "GET /v2/app/manifests/1 HTTP/1.0\r\nAccept: application/vnd.docker.distribution.manifest.v2+json\r\n\r\n"
-        )
-        .as_bytes(),
+        b"GET /v2/app/manifests/1 HTTP/1.0\r\n\
+          Accept: application/vnd.docker.distribution.manifest.v2+json\r\n\r\n",
     )
     .unwrap();
     let mut buf = String::new();
