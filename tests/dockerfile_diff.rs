@@ -296,6 +296,7 @@ diff_cases! {
     existing_dirs: "existing-dirs" => Oracle::Buildah;
     base_dirs_probed: "base-dirs-probed" => Oracle::Buildah;
     workdir_filled_later: "workdir-filled-later" => Oracle::Buildah;
+    workdir_existing: "workdir-existing" => Oracle::Buildah;
 }
 
 /// Parents that exist in the base but are not standard directories (`/home/app`, 0750):

@@ -141,17 +141,27 @@ impl Host {
                 .ok()
                 .filter(|u| matches!(u.scheme(), "http" | "https"))
         });
+        // The registry's own answer is the error unless a URL was tried: then that
+        // URL's failure says more (and a 5xx there is retried).
+        let mut last = None;
         for url in foreign {
-            let Ok((client, _)) = regs.plain_client(&url) else {
-                continue;
+            let client = match regs.plain_client(&url) {
+                Ok((client, _)) => client,
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
             };
-            if let Ok(r) = self.send(client.get(url), subject).await
-                && r.status().is_success()
-            {
-                return Ok(r);
+            match self.send(client.get(url), subject).await {
+                Ok(r) if r.status().is_success() => return Ok(r),
+                Ok(r) => last = Some(self.failure(r, subject).await),
+                Err(e) => last = Some(e),
             }
         }
-        Err(self.failure(resp, subject).await)
+        match last {
+            Some(e) => Err(e),
+            None => Err(self.failure(resp, subject).await),
+        }
     }
 }
 

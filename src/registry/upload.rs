@@ -318,7 +318,7 @@ impl super::Registries {
                 .wait_beyond(offset, min)
                 .await
                 .map_err(|e| super::classify::from_io(&e, &host.ctx(&subject)))?;
-            let len = (written - offset).min(GROWING_MAX_CHUNK);
+            let len = (written - offset).min(GROWING_MAX_CHUNK.max(min));
             if len > 0 {
                 let last = offset + len - 1;
                 let rb = host

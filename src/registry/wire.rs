@@ -121,7 +121,12 @@ impl Host {
     /// The error for a failed answer: the registry's code and message (bounded), its
     /// `Retry-After`, and for 401/403 where the credentials came from.
     pub(super) async fn failure(&self, resp: Response, subject: &str) -> RegistryError {
-        if resp.status().as_u16() == 401 && self.challenge == Challenge::None {
+        // Only the registry's own answers may change how it is authenticated: a storage
+        // host or redirect target asking for credentials must not pick where they go.
+        if resp.status().as_u16() == 401
+            && self.challenge == Challenge::None
+            && self.same_origin(resp.url())
+        {
             let late = Challenge::parse(
                 resp.headers()
                     .get_all(WWW_AUTHENTICATE)

@@ -162,7 +162,8 @@ pub fn dispatch(
     let resolved =
         resolve_tentative(&env, &spec, ids, &inline).map_err(|e| err(format!("{kw}: {e}")))?;
     st.record(&resolved.layer);
-    st.tentative.extend(resolved.tentative);
+    st.tentative
+        .extend(resolved.tentative.into_iter().map(|p| (p, false)));
     Ok(Step::Layer(resolved.layer))
 }
 

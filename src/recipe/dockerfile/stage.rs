@@ -37,8 +37,10 @@ pub struct StageState {
     /// Paths created by this recipe's layers: true for directories.
     pub known: BTreeMap<String, bool>,
     /// Directories this stage's layers create although the base may have them (see
-    /// [`crate::context::Resolved`]); settled when the stage ends.
-    pub tentative: Vec<String>,
+    /// [`crate::context::Resolved`]), and whether their layer may go when it is left
+    /// empty (a WORKDIR's; a COPY keeps its layer, as Docker does); settled when the
+    /// stage ends.
+    pub tentative: Vec<(String, bool)>,
     pub root: Root,
 }
 
@@ -209,7 +211,7 @@ impl StageState {
     /// others need the base's answer, asked for through `bases`.
     pub fn settle_tentative(&mut self, steps: &mut Vec<Step>, bases: &dyn BaseInfo) {
         let mut emptied = Vec::new();
-        for path in std::mem::take(&mut self.tentative) {
+        for (path, removable) in std::mem::take(&mut self.tentative) {
             let holder = steps.iter().position(
                 |s| matches!(s, Step::Layer(l) if l.entries.iter().any(|e| e.path == path)),
             );
@@ -228,13 +230,17 @@ impl StageState {
             });
             if filled && default {
                 layer.entries.retain(|e| e.path != path);
-                if layer.entries.is_empty() {
+                if removable && layer.entries.is_empty() {
                     emptied.push(i);
                 }
-            } else {
-                self.dest_fs(bases).needs(&path);
+            } else if let Root::Image(img) = &self.root {
+                // The layer was recorded already, so ask the base directly (the stage's
+                // view would answer from that record).
+                bases.needs(&img.0, &img.1, &path);
             }
         }
+        emptied.sort_unstable();
+        emptied.dedup();
         for i in emptied.into_iter().rev() {
             steps.remove(i);
         }

@@ -75,7 +75,8 @@ pub fn dispatch(
                     .map_err(|e| err(e.to_string()))?;
                 if !resolved.layer.entries.is_empty() {
                     st.record(&resolved.layer);
-                    st.tentative.extend(resolved.tentative);
+                    st.tentative
+                        .extend(resolved.tentative.into_iter().map(|p| (p, true)));
                     steps.push(Step::Layer(resolved.layer));
                 }
             }
