@@ -879,3 +879,28 @@ fn testdata_hello_context_builds_without_a_registry() {
         json!(["/app/bin/hello"])
     );
 }
+
+/// A base that does not exist is reported at once, with exit code 4 and nothing pushed:
+/// not after the whole context has been compressed (64 MB of noise here, whose layer is
+/// never finished).
+#[test]
+fn missing_base_is_reported_before_the_context_is_compressed() {
+    let env = TestEnv::new();
+    let reg = Registry::start();
+    let ctx = env.work().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("big.bin"), common::noise(64 << 20, 7)).unwrap();
+    let base = reg.reference("no-such-base:1");
+    let dest = reg.reference("app:missing-base");
+    let out = run(env
+        .ocibuild()
+        .arg(&ctx)
+        .args(["--from", &base, "-t", &dest, "-v"]));
+    out.assert_failure(4, &["no-such-base", "not found"]);
+    assert!(
+        !out.stderr.contains("layer sha256:"),
+        "the context layer was finished before the error:\n{}",
+        out.stderr
+    );
+    assert_absent(&dest);
+}

@@ -186,8 +186,11 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(pipeline::build(&recipe, &settings, &progress))?;
-    report(args, &outcome, &progress)
+    let outcome = runtime.block_on(pipeline::build(&recipe, &settings, &progress));
+    // After an error, compression still running for layers nobody will push must not
+    // hold the exit (dropping the runtime would wait for it).
+    runtime.shutdown_background();
+    report(args, &outcome?, &progress)
 }
 
 /// `created` (from SOURCE_DATE_EPOCH, like the config's) and, unless `--no-provenance`,

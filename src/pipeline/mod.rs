@@ -126,6 +126,7 @@ pub async fn build(
             Ok::<(), PipelineError>(())
         })
     };
+    let abort_prebuild = prebuild.abort_handle();
     let prebuilt = async move {
         prebuild
             .await
@@ -137,8 +138,9 @@ pub async fn build(
     {
         Ok(b) => b,
         Err(e) => {
-            // A context error is the more useful one to report when both fail.
-            prebuilt.await?;
+            // The layers being built are of no use now: say what is wrong at once
+            // rather than after the whole context is compressed.
+            abort_prebuild.abort();
             return Err(e);
         }
     };
