@@ -99,6 +99,9 @@ struct Inner {
     jobs: usize,
     setup: Setup,
     hosts: Mutex<HashMap<String, Arc<OnceCell<Arc<Host>>>>>,
+    /// Held while a host is set up again after a late challenge, so that concurrent
+    /// operations hitting it do so once.
+    resetup: tokio::sync::Mutex<()>,
 }
 
 impl Registries {
@@ -141,6 +144,7 @@ impl Registries {
                     tuning,
                 },
                 hosts: Mutex::new(HashMap::new()),
+                resetup: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -189,18 +193,26 @@ impl Registries {
         };
         // A repository asked for authentication after `/v2/` did not: set the host up
         // again with that challenge (credentials, token realm), for every later user.
-        let again = Arc::new(Host::connect(name, &self.inner.setup, true, Some(late)).await?);
-        let mut hosts = self.inner.hosts.lock().unwrap_or_else(|p| p.into_inner());
-        // Another operation may have set it up again meanwhile: keep the first.
-        if let Some(current) = hosts.get(name).and_then(|c| c.get())
-            && !Arc::ptr_eq(current, &host)
+        let _one_at_a_time = self.inner.resetup.lock().await;
+        let current = {
+            let hosts = self.inner.hosts.lock().unwrap_or_else(|p| p.into_inner());
+            hosts.get(name).and_then(|c| c.get()).cloned()
+        };
+        // Another operation set it up again while this one waited: use that.
+        if let Some(current) = current
+            && !Arc::ptr_eq(&current, &host)
         {
-            return Ok(current.clone());
+            return Ok(current);
         }
-        hosts.insert(
-            name.to_string(),
-            Arc::new(OnceCell::new_with(Some(again.clone()))),
-        );
+        let again = Arc::new(Host::connect(name, &self.inner.setup, true, Some(late)).await?);
+        self.inner
+            .hosts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                name.to_string(),
+                Arc::new(OnceCell::new_with(Some(again.clone()))),
+            );
         Ok(again)
     }
 
