@@ -22,7 +22,7 @@ use common::dfdiff::{
     Buildah, Node, Snapshot, config_view, content_id, diff_configs, diff_snapshots, push_bases,
     unpack_exact,
 };
-use common::{Registry, TestEnv, assert_absent, skopeo_inspect_config};
+use common::{Output, Registry, TestEnv, assert_absent, skopeo_inspect_config};
 use serde_json::{Value, json};
 
 /// What a case's ocibuild result is checked against.
@@ -470,25 +470,39 @@ fn add_url() {
     assert_absent(&refused);
 }
 
+/// A test case's context materialized in `env`, with its base images on `reg`; each call
+/// of the returned closure builds it to tag `tag` (with `-v`) and expects success.
+fn case_builder<'a>(
+    env: &'a TestEnv,
+    reg: &'a Registry,
+    name: &str,
+) -> impl Fn(&str) -> Output + 'a {
+    let (base, onbuild) = push_bases(reg, &env.work());
+    let ctx = env.work().join("ctx");
+    materialize(name, &ctx);
+    let (args, _) = build_flags(name, &base, &onbuild);
+    move |tag: &str| {
+        let mut argv: Vec<String> = vec![
+            ctx.display().to_string(),
+            "-t".into(),
+            reg.reference(tag),
+            "-v".into(),
+        ];
+        argv.extend(args.iter().cloned());
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let out = env.run(&argv);
+        out.assert_success();
+        out
+    }
+}
+
 /// A base's file list is read once: a second build with the same cache answers from the
 /// lists kept there (no download, no message) and gives the same image.
 #[test]
 fn base_file_lists_are_kept_in_the_cache() {
     let env = TestEnv::new();
     let reg = Registry::start();
-    let (base, onbuild) = push_bases(&reg, &env.work());
-    let ctx = env.work().join("ctx");
-    materialize("base-dirs-probed", &ctx);
-    let (args, _) = build_flags("base-dirs-probed", &base, &onbuild);
-    let build = |tag: &str| {
-        let dest = reg.reference(tag);
-        let mut argv: Vec<String> = vec![ctx.display().to_string(), "-t".into(), dest];
-        argv.extend(args.iter().cloned());
-        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let out = env.run(&argv);
-        out.assert_success();
-        out
-    };
+    let build = case_builder(&env, &reg, "base-dirs-probed");
     let first = build("lists:first");
     assert!(
         first.stderr.contains("reading the file list"),
@@ -501,7 +515,7 @@ fn base_file_lists_are_kept_in_the_cache() {
         "the second build answers from the cache:\n{}",
         second.stderr
     );
-    let digest = |o: &common::Output| o.stdout.trim().rsplit('@').next().unwrap().to_string();
+    let digest = |o: &Output| o.stdout.trim().rsplit('@').next().unwrap().to_string();
     assert_eq!(digest(&first), digest(&second));
 }
 
@@ -511,20 +525,7 @@ fn base_file_lists_are_kept_in_the_cache() {
 fn workdir_filled_later_reads_no_base_layers() {
     let env = TestEnv::new();
     let reg = Registry::start();
-    let (base, onbuild) = push_bases(&reg, &env.work());
-    let ctx = env.work().join("ctx");
-    materialize("workdir-filled-later", &ctx);
-    let (args, _) = build_flags("workdir-filled-later", &base, &onbuild);
-    let mut argv: Vec<String> = vec![
-        ctx.display().to_string(),
-        "-t".into(),
-        reg.reference("filled:1"),
-        "-v".into(),
-    ];
-    argv.extend(args.iter().cloned());
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let out = env.run(&argv);
-    out.assert_success();
+    let out = case_builder(&env, &reg, "workdir-filled-later")("filled:1");
     assert!(
         !out.stderr.contains("reading the file list") && !out.stderr.contains("downloading"),
         "no base layer is read:\n{}",

@@ -66,6 +66,14 @@ fn setup_with(platforms: &[&str], mt: MediaTypes, plain: bool) -> Setup {
 }
 
 /// `(os/arch[/variant], descriptor)` of each manifest in an index.
+/// The platforms of the index `dest` resolves to, in index order.
+fn platform_names(dest: &str) -> Vec<String> {
+    index_platforms(&skopeo_inspect_raw(dest))
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect()
+}
+
 fn index_platforms(index: &Value) -> Vec<(String, Value)> {
     index["manifests"]
         .as_array()
@@ -202,11 +210,7 @@ fn platform_all_takes_every_platform_of_the_base() {
         &dest,
     ]));
     expect_dest_lines(&out, &[&dest]);
-    let index = skopeo_inspect_raw(&dest);
-    let names: Vec<String> = index_platforms(&index)
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let names = platform_names(&dest);
     assert_eq!(
         names,
         ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6"]
@@ -418,10 +422,7 @@ fn dockerfile_target_args_build_platform_and_copy_from_image() {
     ]));
     expect_dest_lines(&out, &[&dest]);
     let index = skopeo_inspect_raw(&dest);
-    let names: Vec<String> = index_platforms(&index)
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let names = platform_names(&dest);
     assert_eq!(names, ["linux/arm64", "linux/arm/v7"]);
     let host = ocibuild_host_platform();
     for (platform, arch, variant, os_file) in [
@@ -494,11 +495,7 @@ fn platform_all_with_stages_takes_the_common_platforms() {
         .arg(&ctx)
         .args(["--platform", "all", "-t", &dest]));
     expect_dest_lines(&out, &[&dest]);
-    let index = skopeo_inspect_raw(&dest);
-    let names: Vec<String> = index_platforms(&index)
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let names = platform_names(&dest);
     assert_eq!(names, ["linux/amd64", "linux/arm/v7"]);
     let unpacked = unpack_platform(&dest, "arm", Some("v7"));
     assert_eq!(
@@ -593,11 +590,7 @@ fn dockerfile_from_line_per_platform() {
             .arg(&ctx)
             .args(["--platform", "linux/amd64,linux/arm64", "-t", &dest]));
     expect_dest_lines(&out, &[&dest]);
-    let index = skopeo_inspect_raw(&dest);
-    let names: Vec<String> = index_platforms(&index)
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
+    let names = platform_names(&dest);
     assert_eq!(names, ["linux/amd64", "linux/arm64"]);
     let arm = unpack_platform(&dest, "arm64", None);
     assert_eq!(

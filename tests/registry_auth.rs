@@ -204,17 +204,27 @@ fn login_then_build_then_logout() {
     assert_absent_with(&reg.reference("app:v2"), USER, PASSWORD);
 }
 
+/// Writes `docker-credential-<name>` (a shell `script`) into a `bin` directory of the
+/// test's work dir and returns that directory, for PATH.
+fn install_helper(env: &TestEnv, name: &str, script: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = env.work().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join(format!("docker-credential-{name}"));
+    std::fs::write(&helper, script).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
 #[test]
 fn credential_helper_wins_over_auths() {
     let st = setup();
     let (reg, base) = htpasswd_registry(&st);
-    let bin = st.env.work().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let helper = bin.join("docker-credential-ocitest");
     let log = st.env.work().join("helper.log");
-    std::fs::write(
-        &helper,
-        format!(
+    let bin = install_helper(
+        &st.env,
+        "ocitest",
+        &format!(
             "#!/bin/sh\n\
              read server\n\
              echo \"$1 $server\" >> {log}\n\
@@ -227,10 +237,7 @@ fn credential_helper_wins_over_auths() {
             log = log.display(),
             host = reg.host()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     // auths has a wrong password: the helper for this host must win.
     let wrong = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{WRONG}"));
     std::fs::write(
@@ -380,13 +387,11 @@ fn plain_registry_needs_no_credentials_and_ignores_stored_ones() {
 fn login_and_logout_go_through_the_configured_helper() {
     let st = setup();
     let (reg, base) = htpasswd_registry(&st);
-    let bin = st.env.work().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
     let store = st.env.work().join("keychain.json");
-    let helper = bin.join("docker-credential-ocistore");
-    std::fs::write(
-        &helper,
-        format!(
+    let bin = install_helper(
+        &st.env,
+        "ocistore",
+        &format!(
             "#!/bin/sh\n\
              case \"$1\" in\n\
                store) cat > {store} ;;\n\
@@ -395,10 +400,7 @@ fn login_and_logout_go_through_the_configured_helper() {
              esac\n",
             store = store.display()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let config = st.env.docker_config().join("config.json");
     std::fs::write(&config, r#"{"credsStore": "ocistore"}"#).unwrap();
     let path = format!(

@@ -20,7 +20,8 @@ mod listing;
 use super::ContextError;
 use crate::layer::EntryKind;
 use crate::layer::stat_index::{SourceStat, StatHints};
-use listing::{Raw, RawStat, kind_of, list, prefetch, unsupported};
+pub(super) use listing::kind_of;
+use listing::{Raw, RawStat, list, prefetch, unsupported};
 
 /// An entry below a walked directory.
 #[derive(Clone, Debug, PartialEq, Eq)]

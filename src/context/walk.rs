@@ -4,7 +4,7 @@
 //! harmless as a link); sockets, FIFOs and devices are refused; names must be UTF-8, and
 //! `.wh.*` names are refused because runtimes would read them as whiteouts.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
@@ -101,27 +101,7 @@ pub fn walk_into(context: &Path, dest: &str) -> Result<Vec<LayerEntry>, ContextE
             format!("{dest}/{rel}")
         };
         let mode = meta.permissions().mode() & 0o7777;
-        let ft = meta.file_type();
-        let kind = if ft.is_dir() {
-            EntryKind::Dir
-        } else if ft.is_file() {
-            EntryKind::File {
-                source: full.to_path_buf(),
-                size: meta.size(),
-            }
-        } else if ft.is_symlink() {
-            let target = std::fs::read_link(full).map_err(|source| ContextError::Read {
-                path: full.to_path_buf(),
-                source,
-            })?;
-            let target = target
-                .to_str()
-                .ok_or_else(|| ContextError::NonUtf8 {
-                    path: full.to_path_buf(),
-                })?
-                .to_string();
-            EntryKind::Symlink { target }
-        } else {
+        let Some(kind) = super::tree::kind_of(&meta, full)? else {
             return Err(ContextError::Unsupported {
                 path: full.to_path_buf(),
                 reason: "sockets, FIFOs and device files cannot be added to an image; remove it from the context".into(),

@@ -3,6 +3,7 @@
 
 pub mod assemble;
 pub mod base;
+pub mod base_files;
 pub mod copy;
 pub mod error;
 pub mod stages;
@@ -183,7 +184,7 @@ pub async fn build(
     let mut annotations = None;
     for b in &bases {
         let root = frontend.root_base(&b.platform)?.image;
-        let recipe = base::recipe_for_platform(
+        let recipe = base_files::recipe_for_platform(
             frontend,
             &b.platform,
             root.as_ref(),

@@ -22,6 +22,7 @@ mod classify;
 mod client;
 mod download;
 pub mod error;
+mod growing;
 mod helper;
 pub mod login;
 mod pinned;

@@ -23,7 +23,7 @@ use super::RegistryError;
 use super::client::Host;
 use super::tuning::{FALLBACK_CHUNK, MIN_CHUNK};
 use super::wire::header;
-use crate::image::{Digest, Reference};
+use crate::image::Digest;
 
 /// The bytes of one upload attempt.
 pub(super) type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
@@ -50,9 +50,9 @@ pub(super) enum Started {
 
 /// An open upload session.
 pub(super) struct Session {
-    location: Url,
+    pub(super) location: Url,
     /// `OCI-Chunk-Min-Length`: chunks (but the last) must be at least this big.
-    min_chunk: Option<u64>,
+    pub(super) min_chunk: Option<u64>,
 }
 
 const OCTET_STREAM: &str = "application/octet-stream";
@@ -86,7 +86,7 @@ impl Host {
         }
     }
 
-    fn session(&self, resp: &Response) -> Result<Session, RegistryError> {
+    pub(super) fn session(&self, resp: &Response) -> Result<Session, RegistryError> {
         let min_chunk = header(resp, "oci-chunk-min-length").and_then(|v| v.parse::<u64>().ok());
         Ok(Session {
             location: self.location(resp)?,
@@ -169,20 +169,19 @@ impl Host {
             let len = (buf.len() as u64).min(chunk) as usize;
             let piece: Bytes = buf.split_to(len).freeze();
             let end = offset + len as u64 - 1;
-            let rb = self
-                .request(Method::PATCH, location.clone(), blob.repo, true)
-                .await?
-                .header(CONTENT_TYPE, OCTET_STREAM)
-                .header(CONTENT_LENGTH, len)
-                .header("Content-Range", format!("{offset}-{end}"))
-                .body(piece.clone());
-            let resp = self.send(rb, blob.subject).await?;
+            let resp = self
+                .patch(
+                    &location,
+                    blob.repo,
+                    offset,
+                    end,
+                    piece.clone().into(),
+                    blob.subject,
+                )
+                .await?;
             match resp.status().as_u16() {
                 200..=299 => {
-                    if resp.headers().contains_key(reqwest::header::LOCATION) {
-                        location = self.location(&resp)?;
-                    }
-                    check_range(&resp, end).map_err(|r| self.protocol(r))?;
+                    self.accepted(&resp, &mut location, end)?;
                     offset = end + 1;
                 }
                 413 if chunk / 2 >= floor => {
@@ -205,17 +204,7 @@ impl Host {
                 actual: format!("{offset} bytes"),
             });
         }
-        let rb = self
-            .request(
-                Method::PUT,
-                commit_url(&location, blob.digest),
-                blob.repo,
-                true,
-            )
-            .await?
-            .header(CONTENT_LENGTH, 0);
-        let resp = self.send(rb, blob.subject).await?;
-        self.committed(resp, blob).await
+        self.commit(&location, blob).await
     }
 
     /// The whole blob in one `PATCH`, streamed from its source, then the closing `PUT`.
@@ -233,26 +222,62 @@ impl Host {
         let mut location = session.location;
         if blob.size > 0 {
             let last = blob.size - 1;
-            let rb = self
-                .request(Method::PATCH, location.clone(), blob.repo, true)
-                .await?
-                .header(CONTENT_TYPE, OCTET_STREAM)
-                .header(CONTENT_LENGTH, blob.size)
-                .header("Content-Range", format!("0-{last}"))
-                .body(reqwest::Body::wrap_stream(open().await?));
-            let resp = self.send(rb, blob.subject).await?;
+            let body = reqwest::Body::wrap_stream(open().await?);
+            let resp = self
+                .patch(&location, blob.repo, 0, last, body, blob.subject)
+                .await?;
             if !resp.status().is_success() {
                 return Err(self.failure(resp, blob.subject).await);
             }
-            if resp.headers().contains_key(reqwest::header::LOCATION) {
-                location = self.location(&resp)?;
-            }
-            check_range(&resp, last).map_err(|r| self.protocol(r))?;
+            self.accepted(&resp, &mut location, last)?;
         }
+        self.commit(&location, blob).await
+    }
+
+    /// Sends bytes `offset..=last` to the upload session at `location`.
+    pub(super) async fn patch(
+        &self,
+        location: &Url,
+        repo: &str,
+        offset: u64,
+        last: u64,
+        body: reqwest::Body,
+        subject: &str,
+    ) -> Result<Response, RegistryError> {
+        let rb = self
+            .request(Method::PATCH, location.clone(), repo, true)
+            .await?
+            .header(CONTENT_TYPE, OCTET_STREAM)
+            .header(CONTENT_LENGTH, last + 1 - offset)
+            .header("Content-Range", format!("{offset}-{last}"))
+            .body(body);
+        self.send(rb, subject).await
+    }
+
+    /// Checks a successful `PATCH` answer: it took the bytes up to `last`; a `Location`
+    /// it names is where the session continues.
+    pub(super) fn accepted(
+        &self,
+        resp: &Response,
+        location: &mut Url,
+        last: u64,
+    ) -> Result<(), RegistryError> {
+        if resp.headers().contains_key(reqwest::header::LOCATION) {
+            *location = self.location(resp)?;
+        }
+        check_range(resp, last).map_err(|r| self.protocol(r))
+    }
+
+    /// The closing `PUT` with the digest, and its answer checked.
+    pub(super) async fn commit(
+        &self,
+        location: &Url,
+        blob: &BlobRef<'_>,
+    ) -> Result<(), RegistryError> {
         let rb = self
             .request(
                 Method::PUT,
-                commit_url(&location, blob.digest),
+                commit_url(location, blob.digest),
                 blob.repo,
                 true,
             )
@@ -278,93 +303,6 @@ impl Host {
             });
         }
         Ok(())
-    }
-}
-
-/// Smallest chunk of a growing upload (each a `PATCH` with its `Content-Range`) but the
-/// last, and the largest.
-const GROWING_CHUNK: u64 = 8 << 20;
-const GROWING_MAX_CHUNK: u64 = 256 << 20;
-
-impl super::Registries {
-    /// Uploads a blob while it is being produced (a layer being spooled): `POST`, a `PATCH` per chunk as its
-    /// bytes arrive, and the closing `PUT` with the digest once it is known. There is no
-    /// `HEAD` first (no digest yet) and no retry: the caller owns a complete copy and
-    /// pushes it the ordinary way if this fails. Returns the digest and size committed.
-    pub async fn push_blob_growing(
-        &self,
-        target: &Reference,
-        blob: crate::layer::spool::Growing,
-    ) -> Result<(Digest, u64), RegistryError> {
-        let subject = format!("{} (layer being built)", target.name());
-        let host = self.host(target.registry()).await?;
-        let repo = target.repository();
-        host.authorize(repo, true).await?;
-        let url = host.url(&format!("{repo}/blobs/uploads/"))?;
-        let rb = host.request(Method::POST, url, repo, true).await?;
-        let resp = host.send(rb.header(CONTENT_LENGTH, 0), &subject).await?;
-        if resp.status().as_u16() != 202 {
-            return Err(host.failure(resp, &subject).await);
-        }
-        let session = host.session(&resp)?;
-        let min = GROWING_CHUNK.max(session.min_chunk.unwrap_or(0));
-        let mut location = session.location;
-        let mut blob = blob;
-        let mut offset = 0u64;
-        // Each chunk is what is written when it starts (at least `min` bytes, but the
-        // last), streamed from the spool file: the registry writes while we read.
-        let (digest, size) = loop {
-            let (written, end) = blob
-                .wait_beyond(offset, min)
-                .await
-                .map_err(|e| super::classify::from_io(&e, &host.ctx(&subject)))?;
-            let len = (written - offset).min(GROWING_MAX_CHUNK.max(min));
-            if len > 0 {
-                let last = offset + len - 1;
-                let rb = host
-                    .request(Method::PATCH, location.clone(), repo, true)
-                    .await?
-                    .header(CONTENT_TYPE, OCTET_STREAM)
-                    .header(CONTENT_LENGTH, len)
-                    .header("Content-Range", format!("{offset}-{last}"))
-                    .body(reqwest::Body::wrap_stream(blob.range(offset, len)));
-                let resp = host.send(rb, &subject).await?;
-                if !resp.status().is_success() {
-                    return Err(host.failure(resp, &subject).await);
-                }
-                if resp.headers().contains_key(reqwest::header::LOCATION) {
-                    location = host.location(&resp)?;
-                }
-                check_range(&resp, last).map_err(|r| host.protocol(r))?;
-                offset = last + 1;
-            }
-            if let Some(done) = end
-                && offset >= written
-            {
-                break done;
-            }
-        };
-        let subject = format!("{}@{digest}", target.name());
-        let done = BlobRef {
-            repo,
-            digest: &digest,
-            size,
-            subject: &subject,
-        };
-        if offset != size {
-            return Err(RegistryError::DigestMismatch {
-                what: format!("{subject} (size)"),
-                expected: format!("{size} bytes"),
-                actual: format!("{offset} bytes"),
-            });
-        }
-        let rb = host
-            .request(Method::PUT, commit_url(&location, &digest), repo, true)
-            .await?
-            .header(CONTENT_LENGTH, 0);
-        let resp = host.send(rb, &subject).await?;
-        host.committed(resp, &done).await?;
-        Ok((digest, size))
     }
 }
 

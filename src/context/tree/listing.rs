@@ -160,7 +160,10 @@ fn raw_stat(meta: &Metadata, full: &Path) -> RawStat {
 
 /// The entry kind for `meta` (of `full`, not following a final symlink); `None` for
 /// sockets, FIFOs and devices.
-pub(super) fn kind_of(meta: &Metadata, full: &Path) -> Result<Option<EntryKind>, ContextError> {
+pub(in crate::context) fn kind_of(
+    meta: &Metadata,
+    full: &Path,
+) -> Result<Option<EntryKind>, ContextError> {
     let ft = meta.file_type();
     Ok(Some(if ft.is_dir() {
         EntryKind::Dir
