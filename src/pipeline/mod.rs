@@ -127,12 +127,6 @@ pub async fn build(
             Ok::<(), PipelineError>(())
         })
     };
-    let abort_prebuild = prebuild.abort_handle();
-    let prebuilt = async move {
-        prebuild
-            .await
-            .map_err(|e| PipelineError::Internal(format!("layer task failed: {e}")))?
-    };
     // The layers keep building while the platforms' recipes are made: the memo hands a
     // layer still being built to whoever asks for it.
     let mut bases = match resolve_roots(frontend, &root_base, &request, &registries, progress).await
@@ -141,7 +135,7 @@ pub async fn build(
         Err(e) => {
             // The layers being built are of no use now: say what is wrong at once
             // rather than after the whole context is compressed.
-            abort_prebuild.abort();
+            prebuild.abort();
             return Err(e);
         }
     };
@@ -204,7 +198,9 @@ pub async fn build(
         images.push(image);
         annotations.get_or_insert(recipe.annotations);
     }
-    prebuilt.await?;
+    prebuild
+        .await
+        .map_err(|e| PipelineError::Internal(format!("layer task failed: {e}")))??;
     let artifact = assemble::artifact(images, &annotations.unwrap_or_default())?;
     let destinations = deliver(
         &artifact,
