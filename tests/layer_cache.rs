@@ -227,16 +227,39 @@ fn a_corrupted_cache_is_detected_and_rebuilt_never_pushed() {
         .as_str()
         .unwrap()
         .to_string();
+    let cached = s
+        .cache()
+        .join("blobs/sha256")
+        .join(&layer["sha256:".len()..]);
 
-    // Flip a byte in every cached blob (keeping its mtime would not help it: small blobs
-    // are re-hashed on every stat-index hit) and in one member record.
-    let blobs = files_in(&s.cache().join("blobs/sha256"));
-    assert!(!blobs.is_empty());
-    for b in &blobs {
-        flip_byte(b, 1000);
-    }
+    // Damage one member inside the layer blob, and (in the same build) the record of
+    // another member. A touched source makes the stat index miss, so the layer is
+    // streamed again and every member comes from the member cache.
+    let blob_len = std::fs::metadata(&cached).unwrap().len();
+    let damaged_at = blob_len / 2;
+    flip_byte(&cached, damaged_at as usize);
     let records = files_in(&s.cache().join("meta/members"));
-    flip_byte(&records[records.len() / 2], 500);
+    assert_eq!(records.len(), total, "one record per member");
+    // A record: magic, CRC-32, length, offset, blob digest.
+    let span = |r: &Path| {
+        let b = std::fs::read(r).unwrap();
+        let len = u64::from_le_bytes(b[8..16].try_into().unwrap());
+        let offset = u64::from_le_bytes(b[16..24].try_into().unwrap());
+        offset..offset + len
+    };
+    let other = records
+        .iter()
+        .find(|r| !span(r).contains(&damaged_at))
+        .unwrap();
+    flip_byte(other, 20);
+    // A source with another (old, so not racy) mtime: the stat index misses.
+    let touched = s.ctx.join("src/d00/f000.js");
+    let set_mtime = |secs: u64| {
+        let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        let f = std::fs::File::options().write(true).open(&touched).unwrap();
+        f.set_modified(t).unwrap();
+    };
+    set_mtime(1_600_000_000);
 
     // Push to a registry that has never seen the layer: it must get the right bytes.
     let reg2 = Registry::start();
@@ -247,29 +270,39 @@ fn a_corrupted_cache_is_detected_and_rebuilt_never_pushed() {
         base: base2,
         ctx: s.ctx.clone(),
     };
-    let dest2 = s2.reg.reference("app:1");
-    // s2's base, s's (corrupted) cache.
+    let check_pushed = |repo: &str| {
+        let pushed = common::skopeo_inspect_raw(&s2.reg.reference(&format!("{repo}:1")));
+        let pushed_layer = pushed["layers"].as_array().unwrap().last().unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(pushed_layer, layer);
+        // GET it back: the bytes hash to the digest (Registry::blob asserts it).
+        let body = s2.reg.blob(repo, &layer);
+        assert_eq!(sha256_digest(&body), layer);
+        // And the cache holds the good blob again.
+        assert_eq!(sha256_digest(&std::fs::read(&cached).unwrap()), layer);
+    };
+    // s2's base, s's (damaged) cache.
     // (The manifest differs: its base-name annotation names the other registry.)
-    let (_, out) = s2.build_in(&s.env, &s.ctx, &dest2, &[]);
+    let (_, out) = s2.build_in(&s.env, &s.ctx, &s2.reg.reference("app:1"), &[]);
     assert_eq!(
         members(&out),
-        (total - 1, total),
-        "exactly the damaged member is recompressed:\n{}",
+        (total - 2, total),
+        "exactly the two damaged members are recompressed:\n{}",
         out.stderr
     );
-    let pushed = common::skopeo_inspect_raw(&dest2);
-    let pushed_layer = pushed["layers"].as_array().unwrap().last().unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(pushed_layer, layer);
-    // GET it back: the bytes hash to the digest (Registry::blob asserts it).
-    let body = s2.reg.blob("app", &layer);
-    assert_eq!(sha256_digest(&body), layer);
-    // And the cache holds the good blob again.
-    let cached = s
-        .cache()
-        .join("blobs/sha256")
-        .join(&layer["sha256:".len()..]);
-    assert_eq!(sha256_digest(&std::fs::read(cached).unwrap()), layer);
+    check_pushed("app");
+
+    // Every blob damaged at the same place: once more the member there is recompressed
+    // (the stat index has no say: the touched source has a new mtime again), and the
+    // layer is uploaded to a repository that does not have it yet. (A damaged blob
+    // behind a stat-index hit is re-hashed and rebuilt: tests/layer_stat_index.rs.)
+    for b in &files_in(&s.cache().join("blobs/sha256")) {
+        flip_byte(b, damaged_at as usize);
+    }
+    set_mtime(1_600_000_100);
+    let (_, out) = s2.build_in(&s.env, &s.ctx, &s2.reg.reference("other:1"), &[]);
+    assert_eq!(members(&out), (total - 1, total), "{}", out.stderr);
+    check_pushed("other");
 }

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest as _, Sha256};
 
 use super::chunker::{Chunker, HARD_MAX_MEMBER, Member};
-use super::compress::MemberCache;
+use super::compress::{MemberCache, Packed, Placed};
+use super::pool::BufferPool;
 use super::spool::SpoolTap;
 use super::stat_index::{StatHints, StatIndex};
 use super::tar_writer;
@@ -54,7 +56,12 @@ pub struct LayerBuilder {
     pub reuse: bool,
 }
 
-type MemberResult = (usize, Result<(Vec<u8>, bool), LayerError>);
+/// A member's index and its buffer, whose first `Packed::len` bytes are the member.
+type MemberResult = (usize, Result<(Vec<u8>, Packed), LayerError>);
+
+/// What the ordered writer leaves: the spool file, the blob's digest and size, how many
+/// members were reused, and where each member landed.
+type Written = (tempfile::NamedTempFile, Digest, u64, usize, Vec<Placed>);
 
 impl LayerBuilder {
     /// Builds `spec` into the cache: straight from the stat index when no source changed
@@ -100,6 +107,8 @@ impl LayerBuilder {
             let _ = token_tx.send(());
         }
         let members = MemberCache::new(&self.cache, self.codec, self.reuse);
+        let inputs = BufferPool::new(in_flight + jobs);
+        let outputs = BufferPool::new(in_flight + jobs);
         let temp = self.cache.temp_file()?;
         if let Some(t) = tap {
             // A reader of its own: positioned reads while this handle appends.
@@ -118,13 +127,15 @@ impl LayerBuilder {
             for _ in 0..jobs {
                 let rx = Arc::clone(&work_rx);
                 let tx = result_tx.clone();
-                let members = &members;
-                s.spawn(move || compress_worker(&rx, &tx, members));
+                let (members, inputs, outputs) = (&members, &inputs, &outputs);
+                s.spawn(move || compress_worker(&rx, &tx, members, inputs, outputs));
             }
             drop(result_tx);
-            let writer = s.spawn(move || write_ordered(temp, result_rx, token_tx, tap));
+            let outputs = &outputs;
+            let writer = s.spawn(move || write_ordered(temp, result_rx, token_tx, tap, outputs));
             let mut chunker = Chunker {
                 current: Vec::with_capacity(HARD_MAX_MEMBER),
+                pool: &inputs,
                 next_index: 0,
                 work_tx,
                 tokens: token_rx,
@@ -142,6 +153,7 @@ impl LayerBuilder {
                 work_tx,
                 tokens,
                 current: _,
+                pool: _,
             } = chunker;
             drop(work_tx);
             drop(tokens);
@@ -153,12 +165,13 @@ impl LayerBuilder {
             });
             // A producer error is the root cause; a writer error then is only its echo.
             produced?;
-            let (temp, digest, size, reused) = written?;
+            let (temp, digest, size, reused, placed) = written?;
             if let Some(t) = tap {
                 t.finished(&digest, size);
             }
             let diff_id = Digest::from_sha256(diff_hasher.finalize().as_slice());
             let path = self.cache.commit(temp, &digest)?;
+            members.record(&digest, &placed);
             Ok(BuiltLayer {
                 digest,
                 diff_id,
@@ -177,6 +190,8 @@ fn compress_worker(
     rx: &Mutex<Receiver<Member>>,
     tx: &mpsc::Sender<MemberResult>,
     members: &MemberCache<'_>,
+    inputs: &BufferPool,
+    outputs: &BufferPool,
 ) {
     loop {
         let next = match rx.lock() {
@@ -184,10 +199,10 @@ fn compress_worker(
             Err(_) => return,
         };
         let Ok(m) = next else { return };
-        if tx
-            .send((m.index, members.get_or_compress(&m.data)))
-            .is_err()
-        {
+        let mut out = outputs.take();
+        let packed = members.get_or_compress(m.index, &m.data, &mut out);
+        inputs.give(m.data);
+        if tx.send((m.index, packed.map(|p| (out, p)))).is_err() {
             return;
         }
     }
@@ -200,42 +215,62 @@ fn write_ordered(
     results: Receiver<MemberResult>,
     tokens: SyncSender<()>,
     tap: Option<&SpoolTap>,
-) -> Result<(tempfile::NamedTempFile, Digest, u64, usize), LayerError> {
-    let mut pending: BTreeMap<usize, (Vec<u8>, bool)> = BTreeMap::new();
+    outputs: &BufferPool,
+) -> Result<Written, LayerError> {
+    let mut pending: BTreeMap<usize, (Vec<u8>, Packed)> = BTreeMap::new();
     let mut next = 0usize;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut reused = 0usize;
+    let mut placed = Vec::new();
+    // Offset, length and CRC-32 of every member written, for repeats.
+    let mut spans: Vec<(u64, usize, u32)> = Vec::new();
     let temp_path = temp.path().to_path_buf();
+    let cache_err = |source| LayerError::Cache {
+        path: temp_path.clone(),
+        source,
+    };
     for (index, result) in results {
-        let (bytes, was_reused) = result?;
-        reused += usize::from(was_reused);
-        pending.insert(index, (bytes, was_reused));
-        while let Some((bytes, was_reused)) = pending.remove(&next) {
-            hasher.update(&bytes);
-            size += bytes.len() as u64;
-            temp.write_all(&bytes).map_err(|source| LayerError::Cache {
-                path: temp_path.clone(),
-                source,
-            })?;
+        pending.insert(index, result?);
+        while let Some((mut buf, mut packed)) = pending.remove(&next) {
+            if let Some(&(offset, len, crc)) = packed.same_as.and_then(|j| spans.get(j)) {
+                // A repeat of a member already in the spool file: copy it from there.
+                if buf.len() < len {
+                    buf.resize(len, 0);
+                }
+                temp.as_file()
+                    .read_exact_at(&mut buf[..len], offset)
+                    .map_err(cache_err)?;
+                (packed.len, packed.crc) = (len, crc);
+            }
+            spans.push((size, packed.len, packed.crc));
+            let bytes = &buf[..packed.len];
+            hasher.update(bytes);
+            temp.write_all(bytes).map_err(cache_err)?;
+            let was_reused = packed.found.is_some() || packed.same_as.is_some();
+            reused += usize::from(was_reused);
             if let Some(t) = tap {
                 t.wrote(bytes.len() as u64, was_reused);
             }
+            if let Some(key) = packed.key {
+                placed.push(Placed {
+                    key,
+                    offset: size,
+                    len: bytes.len() as u64,
+                    crc: packed.crc,
+                    found: packed.found,
+                });
+            }
+            size += bytes.len() as u64;
+            outputs.give(buf);
             next += 1;
             // The producer may have finished and dropped its receiver; that is fine.
             let _ = tokens.send(());
         }
     }
-    temp.flush().map_err(|source| LayerError::Cache {
-        path: temp_path,
-        source,
-    })?;
-    Ok((
-        temp,
-        Digest::from_sha256(hasher.finalize().as_slice()),
-        size,
-        reused,
-    ))
+    temp.flush().map_err(cache_err)?;
+    let digest = Digest::from_sha256(hasher.finalize().as_slice());
+    Ok((temp, digest, size, reused, placed))
 }
 
 #[cfg(test)]
@@ -311,6 +346,40 @@ mod tests {
         let second = builder(dir.path(), 2).build(&spec).unwrap();
         assert_ne!(first.digest, second.digest);
         assert!(second.members - second.members_reused <= 2, "{second:?}");
+    }
+
+    #[test]
+    fn repeated_members_are_copied_and_large_files_start_members() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two equal 20 MB files: their members are cut at the same offsets of the file,
+        // so the middle ones repeat and are copied rather than compressed again.
+        let body: Vec<u8> = (0..20_000_000u32).map(|i| (i % 253) as u8).collect();
+        let entries = ["a", "b"].map(|name| LayerEntry {
+            path: name.into(),
+            kind: EntryKind::Inline(body.clone()),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        });
+        let spec = LayerSpec {
+            entries: entries.to_vec(),
+            created_by: String::new(),
+        };
+        let l = builder(dir.path(), 2).build(&spec).unwrap();
+        assert_eq!(l.members, 6, "{l:?}");
+        assert_eq!(l.members_reused, 1, "the middle member of b is a's");
+        let blob = std::fs::read(&l.path).unwrap();
+        assert_eq!(Digest::of(&blob), l.digest);
+        let mut tar = Vec::new();
+        flate2::read::MultiGzDecoder::new(&blob[..])
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(Digest::of(&tar), l.diff_id);
+        // The same layer without the member cache: same bytes.
+        let other = tempfile::tempdir().unwrap();
+        let mut uncached = builder(other.path(), 1);
+        uncached.reuse = false;
+        assert_eq!(uncached.build(&spec).unwrap().digest, l.digest);
     }
 
     #[test]

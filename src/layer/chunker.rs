@@ -7,6 +7,7 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use sha2::{Digest as _, Sha256};
 
 use super::LayerError;
+use super::pool::BufferPool;
 use super::tar_writer::TarSink;
 
 /// Members are cut at an entry boundary once they hold at least this much…
@@ -24,8 +25,10 @@ pub(super) struct Member {
 }
 
 /// Cuts the tar stream into members and hands them to the compression workers.
-pub(super) struct Chunker {
+pub(super) struct Chunker<'a> {
     pub current: Vec<u8>,
+    /// Where the next member's buffer comes from (the workers give theirs back).
+    pub pool: &'a BufferPool,
     pub next_index: usize,
     pub work_tx: SyncSender<Member>,
     pub tokens: Receiver<()>,
@@ -33,7 +36,7 @@ pub(super) struct Chunker {
     pub tar_size: u64,
 }
 
-impl Chunker {
+impl Chunker<'_> {
     pub(super) fn flush(&mut self) -> Result<(), LayerError> {
         if self.current.is_empty() {
             return Ok(());
@@ -44,7 +47,10 @@ impl Chunker {
         };
         // Wait for room; an error means the writer stopped (its error is reported instead).
         self.tokens.recv().map_err(|_| stopped())?;
-        let data = std::mem::replace(&mut self.current, Vec::with_capacity(HARD_MAX_MEMBER));
+        let mut spare = self.pool.take();
+        spare.clear();
+        spare.reserve(HARD_MAX_MEMBER);
+        let data = std::mem::replace(&mut self.current, spare);
         self.work_tx
             .send(Member {
                 index: self.next_index,
@@ -56,7 +62,7 @@ impl Chunker {
     }
 }
 
-impl TarSink for Chunker {
+impl TarSink for Chunker<'_> {
     fn write(&mut self, mut bytes: &[u8]) -> Result<(), LayerError> {
         self.diff_hasher.update(bytes);
         self.tar_size += bytes.len() as u64;
@@ -76,6 +82,16 @@ impl TarSink for Chunker {
         let len = self.current.len();
         if len >= SOFT_MAX_MEMBER || (len >= MIN_MEMBER && fnv1a(path.as_bytes()).is_multiple_of(8))
         {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// A large file starts a member of its own: whether its bytes compress is then decided
+    /// for them alone (an incompressible asset is stored, not deflated with the text before
+    /// it), and its members are cut at the same offsets of the file wherever it lands.
+    fn entry_start(&mut self, size: u64) -> Result<(), LayerError> {
+        if size >= MIN_MEMBER as u64 {
             self.flush()?;
         }
         Ok(())

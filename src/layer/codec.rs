@@ -59,14 +59,24 @@ impl Codec {
         }
     }
 
-    /// Compresses one member.
+    /// Compresses one member into a new buffer.
     pub fn compress(&self, data: &[u8]) -> Result<Vec<u8>, LayerError> {
+        let mut out = Vec::new();
+        let n = self.compress_into(data, &mut out)?;
+        out.truncate(n);
+        Ok(out)
+    }
+
+    /// Compresses one member into `out`, whose first `n` bytes (`n` returned) are then the
+    /// member. `out` is grown as needed but never shrunk, so a recycled buffer is written
+    /// over rather than zeroed again.
+    pub fn compress_into(&self, data: &[u8], out: &mut Vec<u8>) -> Result<usize, LayerError> {
         // Levels are clamped to 1..=19, so the conversion cannot fail.
         let level = i32::try_from(self.level).unwrap_or(1);
         match self.compression {
-            Compression::Gzip if incompressible(data) => Ok(gzip_stored(data)),
-            Compression::Gzip => gzip(data, level),
-            Compression::Zstd => zstd_frame(data, level),
+            Compression::Gzip if incompressible(data) => Ok(gzip_stored(data, out)),
+            Compression::Gzip => gzip(data, level, out),
+            Compression::Zstd => zstd_frame(data, level, out),
         }
     }
 }
@@ -78,7 +88,18 @@ fn failed(reason: String) -> LayerError {
     }
 }
 
-fn gzip(data: &[u8], level: i32) -> Result<Vec<u8>, LayerError> {
+/// Grows `out` to at least `len` bytes (zeroing only what is new).
+fn room(out: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if out.capacity() == 0 {
+        // Zeroed by the allocator: pages the compressor never reaches are never touched.
+        *out = vec![0; len];
+    } else if out.len() < len {
+        out.resize(len, 0);
+    }
+    &mut out[..len]
+}
+
+fn gzip(data: &[u8], level: i32, out: &mut Vec<u8>) -> Result<usize, LayerError> {
     DEFLATE.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().is_none_or(|(l, _)| *l != level) {
@@ -89,16 +110,13 @@ fn gzip(data: &[u8], level: i32) -> Result<Vec<u8>, LayerError> {
         let Some((_, c)) = slot.as_mut() else {
             return Err(failed("no compressor".into()));
         };
-        let mut out = vec![0u8; c.gzip_compress_bound(data.len())];
-        let n = c
-            .gzip_compress(data, &mut out)
-            .map_err(|e| failed(format!("gzip: {e:?}")))?;
-        out.truncate(n);
-        Ok(out)
+        let bound = c.gzip_compress_bound(data.len());
+        c.gzip_compress(data, room(out, bound))
+            .map_err(|e| failed(format!("gzip: {e:?}")))
     })
 }
 
-fn zstd_frame(data: &[u8], level: i32) -> Result<Vec<u8>, LayerError> {
+fn zstd_frame(data: &[u8], level: i32, out: &mut Vec<u8>) -> Result<usize, LayerError> {
     ZSTD.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().is_none_or(|(l, _)| *l != level) {
@@ -111,7 +129,9 @@ fn zstd_frame(data: &[u8], level: i32) -> Result<Vec<u8>, LayerError> {
         };
         // One-shot compression records the content size in the frame header and uses no
         // worker threads, so the frame depends on nothing but the input and the level.
-        c.compress(data).map_err(|e| failed(format!("zstd: {e}")))
+        let bound = zstd::zstd_safe::compress_bound(data.len());
+        c.compress_to_buffer(data, room(out, bound))
+            .map_err(|e| failed(format!("zstd: {e}")))
     })
 }
 
@@ -124,14 +144,15 @@ fn incompressible(data: &[u8]) -> bool {
     let mid = data.len() / 2 - PROBE / 2;
     [mid, 0, data.len() - PROBE].iter().all(|&at| {
         let probe = &data[at..at + PROBE];
-        gzip(probe, 1).is_ok_and(|out| out.len() * 100 >= probe.len() * 98)
+        let mut out = Vec::new();
+        gzip(probe, 1, &mut out).is_ok_and(|n| n * 100 >= probe.len() * 98)
     })
 }
 
-/// A gzip member of stored (uncompressed) deflate blocks.
-fn gzip_stored(data: &[u8]) -> Vec<u8> {
-    let blocks = data.len().div_ceil(STORED_BLOCK).max(1);
-    let mut out = Vec::with_capacity(data.len() + blocks * 5 + 18);
+/// A gzip member of stored (uncompressed) deflate blocks, written over `out`.
+fn gzip_stored(data: &[u8], out: &mut Vec<u8>) -> usize {
+    out.clear();
+    out.reserve(data.len() + data.len().div_ceil(STORED_BLOCK).max(1) * 5 + 18);
     // ID1 ID2 CM=deflate FLG=0 MTIME=0 XFL=0 OS=255 (unknown).
     out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
     let mut chunks = data.chunks(STORED_BLOCK).peekable();
@@ -150,7 +171,7 @@ fn gzip_stored(data: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&libdeflater::crc32(data).to_le_bytes());
     // ISIZE is the length modulo 2^32 (RFC 1952 §2.3.1).
     out.extend_from_slice(&((data.len() as u64 & 0xffff_ffff) as u32).to_le_bytes());
-    out
+    out.len()
 }
 
 #[cfg(test)]
@@ -178,6 +199,30 @@ mod tests {
             .collect()
     }
 
+    fn stored(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        gzip_stored(data, &mut out);
+        out
+    }
+
+    #[test]
+    fn a_recycled_buffer_gives_the_same_member() {
+        let text = b"some text, some text, some more text\n".repeat(5000);
+        for c in [
+            Codec::new(Compression::Gzip, None),
+            Codec::new(Compression::Zstd, None),
+        ] {
+            let fresh = c.compress(&text).unwrap();
+            // A buffer left longer, and full of another member's bytes.
+            let mut out = vec![0xa5; 3 * text.len()];
+            let n = c.compress_into(&text, &mut out).unwrap();
+            assert_eq!(&out[..n], &fresh[..], "{c:?}");
+            let noisy = noise(100_000, 9);
+            let n = c.compress_into(&noisy, &mut out).unwrap();
+            assert_eq!(&out[..n], &c.compress(&noisy).unwrap()[..], "{c:?}");
+        }
+    }
+
     #[test]
     fn gzip_round_trips_and_is_deterministic() {
         let text: Vec<u8> = (0..300_000u32)
@@ -201,10 +246,10 @@ mod tests {
             assert_eq!(gunzip(&out), data, "{n} bytes");
             if n >= 4 * PROBE {
                 assert!(incompressible(&data));
-                assert_eq!(out, gzip_stored(&data), "{n} bytes are stored");
+                assert_eq!(out, stored(&data), "{n} bytes are stored");
             }
         }
-        assert_eq!(gunzip(&gzip_stored(b"")), b"");
+        assert_eq!(gunzip(&stored(b"")), b"");
         // Text with a random middle is compressed, not stored.
         let mut mixed = vec![b'a'; 200_000];
         mixed[80_000..120_000].copy_from_slice(&noise(40_000, 3));

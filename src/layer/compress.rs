@@ -4,27 +4,74 @@
 //! A layer blob is the concatenation of members; gzip readers (RFC 1952 §2.2) and zstd
 //! readers (RFC 8878 §3.1) both treat a concatenation as one stream, so splitting costs
 //! a few bytes per member and buys parallel compression and incremental rebuilds.
+//!
+//! A member's bytes are not stored twice: its record says where they are in the newest
+//! cached blob that holds them (digest, offset, length) with their CRC-32. A record whose
+//! blob is gone, shorter, or has other bytes there is a miss, and the member is
+//! recompressed rather than pushed.
 
-use std::fs;
+use std::collections::HashMap;
+use std::fs::{self, File};
 use std::io::Write;
+use std::os::unix::fs::FileExt as _;
+use std::path::Path;
+use std::sync::Mutex;
 
 use sha2::{Digest as _, Sha256};
 
 use super::{BlobCache, Codec, LayerError};
+use crate::image::Digest;
 
-/// Record header: magic, CRC-32 and length of the compressed bytes that follow.
-const HEADER: usize = 16;
-const MAGIC: &[u8; 4] = b"OCM1";
+const MAGIC: &[u8; 4] = b"OCM2";
+/// Magic, CRC-32, length, offset, and the blob digest's 64 hex digits.
+const RECORD: usize = 4 + 4 + 8 + 8 + 64;
 
 /// Cache of compressed members keyed by the SHA-256 of their uncompressed bytes and the codec.
-/// Each record starts with the CRC-32 and length of the compressed bytes that follow, so a
-/// damaged or truncated record is detected (and recompressed) rather than pushed. (A CRC,
-/// not a SHA-256: this guards against damage, and costs ~1 % of hashing; the key is what
-/// must be collision-resistant.)
+/// (The CRC-32 guards against damage and costs ~1 % of hashing; the key is what must be
+/// collision-resistant.)
 pub struct MemberCache<'a> {
     cache: &'a BlobCache,
     codec: Codec,
     enabled: bool,
+    /// This build's members by key: the first index each key was seen at. A repeat (zeros
+    /// of a sparse file, a file copied twice) is copied from the blob being written.
+    claims: Mutex<HashMap<String, usize>>,
+}
+
+/// Where a member's compressed bytes are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub blob: Digest,
+    pub offset: u64,
+    pub len: u64,
+    pub crc: u32,
+}
+
+/// One member, compressed or found: its bytes are the first `len` of the buffer it was
+/// written to.
+#[derive(Debug)]
+pub struct Packed {
+    pub len: usize,
+    /// Taken from the cache (with where it was found) rather than compressed.
+    pub found: Option<Location>,
+    /// The cache key, when the cache is enabled.
+    pub key: Option<String>,
+    /// CRC-32 of the compressed bytes (0 when the cache is disabled).
+    pub crc: u32,
+    /// The same bytes as this build's earlier member with this index: nothing was written
+    /// to the buffer, the writer copies that member.
+    pub same_as: Option<usize>,
+}
+
+/// A member as written into a new blob: its key, offset and length there, its CRC-32, and
+/// where it was found, if it was.
+#[derive(Debug)]
+pub struct Placed {
+    pub key: String,
+    pub offset: u64,
+    pub len: u64,
+    pub crc: u32,
+    pub found: Option<Location>,
 }
 
 impl<'a> MemberCache<'a> {
@@ -33,52 +80,124 @@ impl<'a> MemberCache<'a> {
             cache,
             codec,
             enabled,
+            claims: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The compressed member for `data`, from the cache or freshly compressed (and stored).
-    /// Returns the bytes and whether they were reused.
-    pub fn get_or_compress(&self, data: &[u8]) -> Result<(Vec<u8>, bool), LayerError> {
+    /// The compressed member `index` of this build, for `data`: the same as an earlier
+    /// member, or from the cache, or freshly compressed, written over `out` (see
+    /// [`Codec::compress_into`]).
+    pub fn get_or_compress(
+        &self,
+        index: usize,
+        data: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Packed, LayerError> {
+        let mut packed = Packed {
+            len: 0,
+            found: None,
+            key: None,
+            crc: 0,
+            same_as: None,
+        };
         if !self.enabled {
-            return Ok((self.codec.compress(data)?, false));
+            packed.len = self.codec.compress_into(data, out)?;
+            return Ok(packed);
         }
         let key = format!("{}-{}", hex::encode(Sha256::digest(data)), self.codec.tag());
-        let path = self.cache.meta_path("members", &key);
-        if let Ok(mut record) = fs::read(&path) {
-            if record.len() >= HEADER && record[..HEADER] == header(&record[HEADER..]) {
-                record.drain(..HEADER);
-                return Ok((record, true));
+        if let Ok(mut claims) = self.claims.lock() {
+            let first = claims.entry(key.clone()).or_insert(index);
+            // Only an earlier member: the writer has it (or will, before this one).
+            if *first < index {
+                packed.same_as = Some(*first);
+                return Ok(packed);
             }
-            // Damaged record: drop it and recompress below.
+            *first = index;
+        }
+        packed.key = Some(key);
+        let key = packed.key.as_deref().unwrap_or_default();
+        let path = self.cache.meta_path("members", key);
+        if let Some(loc) = fs::read(&path).ok().and_then(|r| decode(&r)) {
+            if let Some(len) = self.read(&loc, out) {
+                packed.len = len;
+                packed.crc = loc.crc;
+                packed.found = Some(loc);
+                return Ok(packed);
+            }
+            // The blob is gone or damaged there: forget the record, recompress below.
             let _ = fs::remove_file(&path);
         }
-        let compressed = self.codec.compress(data)?;
-        self.store(&path, &compressed);
-        Ok((compressed, false))
+        packed.len = self.codec.compress_into(data, out)?;
+        packed.crc = libdeflater::crc32(&out[..packed.len]);
+        Ok(packed)
     }
 
-    /// Best effort: a member that cannot be cached is only a slower next build.
-    fn store(&self, path: &std::path::Path, compressed: &[u8]) {
-        let Some(dir) = path.parent() else { return };
-        if fs::create_dir_all(dir).is_err() {
+    /// The member at `loc` into `out`, if it is there intact; returns its length.
+    fn read(&self, loc: &Location, out: &mut Vec<u8>) -> Option<usize> {
+        let len = usize::try_from(loc.len).ok()?;
+        let file = File::open(self.cache.path_for(&loc.blob)).ok()?;
+        if out.len() < len {
+            out.resize(len, 0);
+        }
+        file.read_exact_at(&mut out[..len], loc.offset).ok()?;
+        (libdeflater::crc32(&out[..len]) == loc.crc).then_some(len)
+    }
+
+    /// Records where the members of the blob just committed as `blob` are. A member found
+    /// elsewhere moves its record here, so the newest blob holds every member of the newest
+    /// build. Best effort: a member that cannot be recorded is only a slower next build.
+    pub fn record(&self, blob: &Digest, members: &[Placed]) {
+        if !self.enabled {
             return;
         }
-        let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) else {
+        let dir = self.cache.meta_path("members", "");
+        if fs::create_dir_all(&dir).is_err() {
             return;
-        };
-        let ok = tmp.write_all(&header(compressed)).is_ok() && tmp.write_all(compressed).is_ok();
-        if ok {
-            let _ = tmp.persist(path);
+        }
+        for m in members {
+            let loc = Location {
+                blob: blob.clone(),
+                offset: m.offset,
+                len: m.len,
+                crc: m.crc,
+            };
+            if m.found.as_ref() != Some(&loc) {
+                store(&dir, &dir.join(&m.key), &encode(&loc));
+            }
         }
     }
 }
 
-fn header(compressed: &[u8]) -> [u8; HEADER] {
-    let mut h = [0u8; HEADER];
-    h[..4].copy_from_slice(MAGIC);
-    h[4..8].copy_from_slice(&libdeflater::crc32(compressed).to_le_bytes());
-    h[8..].copy_from_slice(&(compressed.len() as u64).to_le_bytes());
-    h
+fn store(dir: &Path, path: &Path, record: &[u8]) {
+    let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) else {
+        return;
+    };
+    if tmp.write_all(record).is_ok() {
+        let _ = tmp.persist(path);
+    }
+}
+
+fn encode(loc: &Location) -> [u8; RECORD] {
+    let mut r = [0u8; RECORD];
+    r[..4].copy_from_slice(MAGIC);
+    r[4..8].copy_from_slice(&loc.crc.to_le_bytes());
+    r[8..16].copy_from_slice(&loc.len.to_le_bytes());
+    r[16..24].copy_from_slice(&loc.offset.to_le_bytes());
+    r[24..].copy_from_slice(loc.blob.hex().as_bytes());
+    r
+}
+
+fn decode(r: &[u8]) -> Option<Location> {
+    if r.len() != RECORD || &r[..4] != MAGIC {
+        return None;
+    }
+    let u64_at = |at: usize| r[at..at + 8].try_into().ok().map(u64::from_le_bytes);
+    Some(Location {
+        crc: u32::from_le_bytes(r[4..8].try_into().ok()?),
+        len: u64_at(8)?,
+        offset: u64_at(16)?,
+        blob: Digest::parse(&format!("sha256:{}", std::str::from_utf8(&r[24..]).ok()?)).ok()?,
+    })
 }
 
 #[cfg(test)]
@@ -87,43 +206,91 @@ mod tests {
     use crate::image::media::Compression;
     use std::io::Read;
 
-    #[test]
-    fn members_concatenate_and_cache() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = BlobCache::open(dir.path()).unwrap();
-        let codec = Codec::new(Compression::Gzip, None);
-        let mc = MemberCache::new(&cache, codec, true);
-        let (a, reused) = mc.get_or_compress(b"hello ").unwrap();
-        assert!(!reused);
-        let (b, _) = mc.get_or_compress(b"world").unwrap();
-        let (a2, reused) = mc.get_or_compress(b"hello ").unwrap();
-        assert!(reused);
-        assert_eq!(a, a2);
-        let joined = [a, b].concat();
+    /// Packs `parts` as one blob (as the layer writer does), commits and records it.
+    fn blob_of(cache: &BlobCache, parts: &[&[u8]]) -> (Vec<u8>, usize) {
+        let mc = MemberCache::new(cache, Codec::new(Compression::Gzip, None), true);
+        let (mut blob, mut placed, mut reused) = (Vec::new(), Vec::new(), 0);
+        for (i, part) in parts.iter().enumerate() {
+            let mut out = vec![7u8; 3];
+            let p = mc.get_or_compress(i, part, &mut out).unwrap();
+            reused += usize::from(p.found.is_some());
+            placed.push(Placed {
+                key: p.key.unwrap(),
+                offset: blob.len() as u64,
+                len: p.len as u64,
+                crc: p.crc,
+                found: p.found,
+            });
+            blob.extend_from_slice(&out[..p.len]);
+        }
+        let digest = Digest::of(&blob);
+        let mut t = cache.temp_file().unwrap();
+        t.write_all(&blob).unwrap();
+        cache.commit(t, &digest).unwrap();
+        mc.record(&digest, &placed);
+        (blob, reused)
+    }
+
+    fn gunzip(bytes: &[u8]) -> String {
         let mut out = String::new();
-        flate2::read::MultiGzDecoder::new(&joined[..])
+        flate2::read::MultiGzDecoder::new(bytes)
             .read_to_string(&mut out)
             .unwrap();
-        assert_eq!(out, "hello world");
+        out
     }
 
     #[test]
-    fn damaged_member_record_is_recompressed() {
+    fn members_concatenate_and_are_found_in_their_blob() {
         let dir = tempfile::tempdir().unwrap();
         let cache = BlobCache::open(dir.path()).unwrap();
-        let codec = Codec::new(Compression::Gzip, None);
-        let mc = MemberCache::new(&cache, codec, true);
-        let (good, _) = mc.get_or_compress(b"data").unwrap();
-        let members = dir.path().join("meta/members");
-        for f in fs::read_dir(&members).unwrap() {
+        let (first, reused) = blob_of(&cache, &[b"hello ", b"world"]);
+        assert_eq!(reused, 0);
+        assert_eq!(gunzip(&first), "hello world");
+        // A new blob with one member in common: that one is read from the first blob.
+        let (second, reused) = blob_of(&cache, &[b"brave new ", b"world"]);
+        assert_eq!(reused, 1);
+        assert_eq!(gunzip(&second), "brave new world");
+        // Its record now points at the second blob: the first can go.
+        fs::remove_file(cache.path_for(&Digest::of(&first))).unwrap();
+        let (third, reused) = blob_of(&cache, &[b"world"]);
+        assert_eq!((gunzip(&third).as_str(), reused), ("world", 1));
+    }
+
+    #[test]
+    fn a_damaged_or_missing_blob_is_a_miss_not_a_member() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(dir.path()).unwrap();
+        let text: &[u8] = &b"data that compresses, data that compresses\n".repeat(100);
+        let (good, _) = blob_of(&cache, &[text]);
+        let path = cache.path_for(&Digest::of(&good));
+        let mut bad = good.clone();
+        bad[good.len() / 2] ^= 1;
+        fs::write(&path, &bad).unwrap();
+        let (again, reused) = blob_of(&cache, &[text]);
+        assert_eq!((reused, &again), (0, &good), "recompressed, same bytes");
+        // A record whose blob is gone, or a damaged record.
+        fs::remove_file(&path).unwrap();
+        assert_eq!(blob_of(&cache, &[text]).1, 0);
+        for f in fs::read_dir(dir.path().join("meta/members")).unwrap() {
             let p = f.unwrap().path();
             let mut rec = fs::read(&p).unwrap();
-            let last = rec.len() - 1;
-            rec[last] ^= 0xff;
+            rec[20] ^= 0xff;
             fs::write(&p, rec).unwrap();
         }
-        let (again, reused) = mc.get_or_compress(b"data").unwrap();
-        assert!(!reused);
-        assert_eq!(again, good);
+        assert_eq!(blob_of(&cache, &[text]).1, 0);
+        assert_eq!(blob_of(&cache, &[text]).1, 1, "recorded again");
+    }
+
+    #[test]
+    fn records_round_trip_and_reject_garbage() {
+        let loc = Location {
+            blob: Digest::of(b"x"),
+            offset: 1 << 40,
+            len: 12345,
+            crc: 0xdead_beef,
+        };
+        assert_eq!(decode(&encode(&loc)), Some(loc));
+        assert_eq!(decode(b"OCM2"), None);
+        assert_eq!(decode(&[0u8; RECORD]), None);
     }
 }

@@ -8,6 +8,7 @@ pub mod codec;
 pub mod compress;
 pub mod entry;
 pub mod error;
+mod pool;
 pub mod spool;
 pub mod stat_index;
 pub mod tar_writer;

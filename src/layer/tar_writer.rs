@@ -18,6 +18,11 @@ pub trait TarSink {
     /// Called between entries, with the path of the entry just finished; a sink may start
     /// a new member here.
     fn entry_boundary(&mut self, path: &str) -> Result<(), LayerError>;
+    /// Called before each entry with the size of its content; a sink may start a new
+    /// member here (so a large file does not share a member with what came before).
+    fn entry_start(&mut self, _size: u64) -> Result<(), LayerError> {
+        Ok(())
+    }
 }
 
 /// Returns the entries in archive order: sorted bytewise by path, so a parent directory
@@ -37,6 +42,12 @@ pub fn write_archive(
 ) -> Result<(), LayerError> {
     let mut buf = vec![0u8; 256 * 1024];
     for e in sorted(entries) {
+        let size = match &e.kind {
+            EntryKind::File { size, .. } => *size,
+            EntryKind::Inline(bytes) => bytes.len() as u64,
+            _ => 0,
+        };
+        sink.entry_start(size)?;
         write_entry(e, mtime, sink, &mut buf)?;
         sink.entry_boundary(&e.path)?;
     }
