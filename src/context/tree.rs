@@ -72,15 +72,31 @@ pub fn with_memo<R>(memo: &WalkMemo, f: impl FnOnce() -> R) -> R {
 }
 
 impl StatHints for WalkMemo {
-    /// The stat of a regular file listed by a walk of this build.
-    fn stat(&self, path: &Path) -> Option<SourceStat> {
-        let (dir, name) = (path.parent()?, path.file_name()?);
-        let dirs = self.dirs.lock().ok()?;
-        let listing = dirs.get(dir)?;
-        let i = listing
-            .binary_search_by(|r| r.name.as_os_str().cmp(name))
-            .ok()?;
-        listing[i].file
+    /// The stats of regular files listed by a walk of this build.
+    fn stats(&self, paths: &[&Path]) -> Vec<Option<SourceStat>> {
+        let Ok(dirs) = self.dirs.lock() else {
+            return vec![None; paths.len()];
+        };
+        // One map lookup per run of files in the same directory.
+        let mut last: Option<(&Path, Option<&Arc<Vec<Raw>>>)> = None;
+        paths
+            .iter()
+            .map(|path| {
+                let (dir, name) = (path.parent()?, path.file_name()?);
+                let listing = match last {
+                    Some((d, l)) if d.as_os_str() == dir.as_os_str() => l,
+                    _ => {
+                        let l = dirs.get(dir);
+                        last = Some((dir, l));
+                        l
+                    }
+                }?;
+                let i = listing
+                    .binary_search_by(|r| r.name.as_os_str().cmp(name))
+                    .ok()?;
+                listing[i].file
+            })
+            .collect()
     }
 }
 

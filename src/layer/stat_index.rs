@@ -76,12 +76,14 @@ impl SourceStat {
 /// Stats already taken (by the context walk, before anything was read), so the index
 /// need not stat every source again. A path it does not know is stat'ed as usual.
 pub trait StatHints: Send + Sync {
-    fn stat(&self, path: &Path) -> Option<SourceStat>;
+    /// The stats of `paths`, in order (sources come sorted, so neighbours share a
+    /// directory); `None` for a path it does not know.
+    fn stats(&self, paths: &[&Path]) -> Vec<Option<SourceStat>>;
 }
 
 impl FileStat {
-    fn of(path: &Path, hints: Option<&dyn StatHints>) -> Option<(FileStat, i128)> {
-        let s = match hints.and_then(|h| h.stat(path)) {
+    fn of(known: Option<SourceStat>, path: &Path) -> Option<(FileStat, i128)> {
+        let s = match known {
             Some(s) => s,
             None => SourceStat::of(&fs::symlink_metadata(path).ok()?),
         };
@@ -128,10 +130,12 @@ impl<'a> StatIndex<'a> {
         hints: Option<&dyn StatHints>,
     ) -> Self {
         let entries = sorted(&spec.entries);
-        let mut h = Sha256::new();
+        // The fields are laid out in one buffer and hashed once: a spec has an entry per
+        // file, and a hasher call per field cost more than the hashing.
+        let mut fields = Vec::with_capacity(entries.len() * 128);
         let mut field = |b: &[u8]| {
-            h.update((b.len() as u64).to_le_bytes());
-            h.update(b);
+            fields.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            fields.extend_from_slice(b);
         };
         field(MAGIC);
         field(codec.tag().as_bytes());
@@ -166,7 +170,7 @@ impl<'a> StatIndex<'a> {
                 }
             }
         }
-        let key = hex::encode(h.finalize());
+        let key = hex::encode(Sha256::digest(&fields));
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
@@ -248,23 +252,25 @@ fn stat_all(
     now_ns: i128,
     hints: Option<&dyn StatHints>,
 ) -> Option<Vec<FileStat>> {
-    // Known stats are lookups: one thread does them faster than starting others.
-    let jobs = if hints.is_some() { 1 } else { jobs };
+    let judge = |known: Option<SourceStat>, p: &Path| {
+        let (stat, changed) = FileStat::of(known, p)?;
+        let racy = changed > now_ns - RACY_WINDOW_NS;
+        Some(if racy { FileStat([NEVER; 6]) } else { stat })
+    };
+    if let Some(h) = hints {
+        // Known stats are lookups: one thread does them faster than starting others.
+        let known = h.stats(sources);
+        return sources
+            .iter()
+            .zip(known)
+            .map(|(p, k)| judge(k, p))
+            .collect();
+    }
     let chunk = sources.len().div_ceil(jobs).max(1);
     let parts: Vec<Option<Vec<FileStat>>> = std::thread::scope(|s| {
         let handles: Vec<_> = sources
             .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || {
-                    part.iter()
-                        .map(|p| {
-                            let (stat, changed) = FileStat::of(p, hints)?;
-                            let racy = changed > now_ns - RACY_WINDOW_NS;
-                            Some(if racy { FileStat([NEVER; 6]) } else { stat })
-                        })
-                        .collect::<Option<Vec<_>>>()
-                })
-            })
+            .map(|part| s.spawn(move || part.iter().map(|p| judge(None, p)).collect()))
             .collect();
         handles
             .into_iter()

@@ -23,7 +23,7 @@ use crate::sink::BuiltImage;
 /// are built once.
 #[derive(Clone, Default)]
 pub struct LayerMemo {
-    built: Arc<Mutex<Vec<(LayerSpec, LayerCell)>>>,
+    built: Arc<Mutex<Vec<Memoized>>>,
     early: Option<EarlyPush>,
     /// The build's context listings: their stats spare the stat index a second `stat`.
     walks: Option<WalkMemo>,
@@ -31,6 +31,8 @@ pub struct LayerMemo {
 
 /// One layer of the memo: filled once, by the first caller; the others wait for it.
 type LayerCell = Arc<OnceCell<BuiltLayer>>;
+/// A layer spec of this run and the cell its layer is built into.
+type Memoized = (Arc<LayerSpec>, LayerCell);
 
 /// Uploads of freshly built layers to the first registry destination, started while the
 /// layer is still being compressed (see `layer::spool`). The push later counts what they
@@ -132,14 +134,16 @@ impl LayerMemo {
 
     /// The cell of `spec`: the same one for every caller, so a layer being built is
     /// waited for rather than built twice.
-    fn cell(&self, spec: &LayerSpec) -> LayerCell {
+    /// (The spec is kept once, shared with the build task: a context layer's spec has an
+    /// entry per file.)
+    fn cell(&self, spec: &LayerSpec) -> (Arc<LayerSpec>, LayerCell) {
         let mut built = self.built.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, c)) = built.iter().find(|(s, _)| s == spec) {
-            return c.clone();
+        if let Some((s, c)) = built.iter().find(|(s, _)| **s == *spec) {
+            return (s.clone(), c.clone());
         }
-        let cell = Arc::new(OnceCell::new());
+        let (spec, cell) = (Arc::new(spec.clone()), Arc::new(OnceCell::new()));
         built.push((spec.clone(), cell.clone()));
-        cell
+        (spec, cell)
     }
 
     /// Builds `spec` unless an identical one was built (or is being built) in this run.
@@ -149,7 +153,7 @@ impl LayerMemo {
         spec: &LayerSpec,
         progress: &Progress,
     ) -> Result<BuiltLayer, PipelineError> {
-        let cell = self.cell(spec);
+        let (spec, cell) = self.cell(spec);
         let layer = cell
             .get_or_try_init(|| self.build_now(builder, spec, progress))
             .await?;
@@ -159,7 +163,7 @@ impl LayerMemo {
     async fn build_now(
         &self,
         builder: &LayerBuilder,
-        spec: &LayerSpec,
+        spec: Arc<LayerSpec>,
         progress: &Progress,
     ) -> Result<BuiltLayer, PipelineError> {
         let (b, s) = (builder.clone(), spec.clone());

@@ -103,43 +103,36 @@ pub(super) struct ClientSpec<'a> {
 /// credentials never follow.
 pub(super) fn http_client(spec: &ClientSpec<'_>) -> Result<reqwest::Client, RegistryError> {
     let name = spec.name;
-    if spec.pinned {
-        let tls = super::pinned::config(spec.roots, spec.identity).map_err(|reason| {
-            RegistryError::Tls {
-                registry: name.to_string(),
-                reason,
-            }
-        })?;
-        return reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(spec.read_timeout)
-            .tls_backend_preconfigured(tls)
-            .redirect(redirect_policy(spec.follow))
-            .build()
-            .map_err(|e| bad_roots(name, &e));
-    }
-    let certs = spec
-        .roots
-        .iter()
-        .map(|der| reqwest::Certificate::from_der(der))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad_roots(name, &e))?;
-    let mut builder = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(spec.read_timeout)
-        .danger_accept_invalid_certs(spec.insecure)
-        .tls_certs_merge(certs)
         .redirect(redirect_policy(spec.follow));
-    if let Some(pem) = spec.identity {
-        let id = reqwest::Identity::from_pem(pem).map_err(|e| RegistryError::Tls {
-            registry: name.to_string(),
-            reason: format!("cannot use the client certificate: {e}"),
-        })?;
-        builder = builder.identity(id);
+    if spec.insecure && !spec.pinned {
+        // --insecure-registry: any certificate (reqwest's own no-op verifier).
+        let mut builder = builder.danger_accept_invalid_certs(true);
+        if let Some(pem) = spec.identity {
+            let id = reqwest::Identity::from_pem(pem).map_err(|e| RegistryError::Tls {
+                registry: name.to_string(),
+                reason: format!("cannot use the client certificate: {e}"),
+            })?;
+            builder = builder.identity(id);
+        }
+        return builder.build().map_err(|e| bad_roots(name, &e));
     }
-    builder.build().map_err(|e| bad_roots(name, &e))
+    let tls = if spec.pinned {
+        super::pinned::config(spec.roots, spec.identity)
+    } else {
+        super::system_trust::config(spec.roots, spec.identity)
+    }
+    .map_err(|reason| RegistryError::Tls {
+        registry: name.to_string(),
+        reason,
+    })?;
+    builder
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| bad_roots(name, &e))
 }
 
 fn redirect_policy(follow: bool) -> reqwest::redirect::Policy {

@@ -31,6 +31,7 @@ mod pull;
 mod push;
 mod retry;
 mod retry_after;
+mod system_trust;
 pub mod tls;
 pub mod tuning;
 mod upload;

@@ -1,0 +1,160 @@
+//! The system's trust store (plus a host's extra CA certificates) as a rustls verifier
+//! that is loaded when a server certificate is first checked, once per process. Loading
+//! and parsing `/etc/ssl/certs` costs ~20 ms of CPU, and reqwest's own set-up did it for
+//! every client (two or three per registry) even when the registry speaks plain HTTP.
+
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls_platform_verifier::Verifier;
+
+use super::tls::Der;
+
+type Loaded = Result<Arc<Verifier>, String>;
+
+/// The system store alone, shared by every client without extra roots.
+static SYSTEM: OnceLock<Loaded> = OnceLock::new();
+
+/// A rustls client config that verifies servers against the system's store plus `extra`
+/// CA certificates, presenting `identity` (PEM certificate chain and key) when given.
+pub fn config(extra: &[Der], identity: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = Arc::new(LazyVerifier {
+        extra: extra.to_vec(),
+        provider: provider.clone(),
+        own: OnceLock::new(),
+    });
+    client_config(provider, verifier, identity)
+}
+
+/// A client config with `verifier`, and `identity` as the client certificate.
+pub(super) fn client_config(
+    provider: Arc<CryptoProvider>,
+    verifier: Arc<dyn ServerCertVerifier>,
+    identity: Option<&[u8]>,
+) -> Result<rustls::ClientConfig, String> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let mut config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            let chain = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("client certificate: {e}"))?;
+            let key = PrivateKeyDer::from_pem_slice(pem)
+                .map_err(|e| format!("client certificate key: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("client certificate: {e}"))?
+        }
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+#[derive(Debug)]
+struct LazyVerifier {
+    extra: Vec<Der>,
+    provider: Arc<CryptoProvider>,
+    /// The verifier with the extra roots (unused when there are none).
+    own: OnceLock<Loaded>,
+}
+
+impl LazyVerifier {
+    fn get(&self) -> Result<&Verifier, rustls::Error> {
+        let load = || -> Loaded {
+            let v = if self.extra.is_empty() {
+                Verifier::new(self.provider.clone())
+            } else {
+                let roots = self.extra.iter().map(|d| CertificateDer::from(d.clone()));
+                Verifier::new_with_extra_roots(roots, self.provider.clone())
+            };
+            v.map(Arc::new)
+                .map_err(|e| format!("cannot load the CA certificates: {e}"))
+        };
+        let loaded = if self.extra.is_empty() {
+            SYSTEM.get_or_init(load)
+        } else {
+            self.own.get_or_init(load)
+        };
+        loaded
+            .as_deref()
+            .map_err(|e| rustls::Error::General(e.clone()))
+    }
+}
+
+impl ServerCertVerifier for LazyVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.get()?
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    // The handshake signatures need only the algorithms, not the roots (the platform
+    // verifier checks them the same way).
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lazy(extra: Vec<Der>) -> LazyVerifier {
+        LazyVerifier {
+            extra,
+            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            own: OnceLock::new(),
+        }
+    }
+
+    #[test]
+    fn roots_are_loaded_on_first_use_and_bad_ones_are_named() {
+        assert!(config(&[], None).is_ok());
+        let v = lazy(vec![b"not a certificate".to_vec()]);
+        assert!(!v.supported_verify_schemes().is_empty());
+        assert!(
+            v.own.get().is_none(),
+            "nothing loaded before a certificate is checked"
+        );
+        let err = v.get().unwrap_err().to_string();
+        assert!(err.contains("cannot load the CA certificates"), "{err}");
+        assert!(v.own.get().is_some());
+    }
+}
