@@ -12,9 +12,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::Write;
 use std::os::unix::fs::FileExt as _;
-use std::path::Path;
 use std::sync::Mutex;
 
 use sha2::{Digest as _, Sha256};
@@ -162,18 +160,12 @@ impl<'a> MemberCache<'a> {
                 crc: m.crc,
             };
             if m.found.as_ref() != Some(&loc) {
-                store(&dir, &dir.join(&m.key), &encode(&loc));
+                // Written in place, not renamed into place: a torn or interleaved record
+                // (a crash, two builds at once) fails the length, digest or CRC check and
+                // is only a miss, and a build rewrites every record of its layer.
+                let _ = fs::write(dir.join(&m.key), encode(&loc));
             }
         }
-    }
-}
-
-fn store(dir: &Path, path: &Path, record: &[u8]) {
-    let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) else {
-        return;
-    };
-    if tmp.write_all(record).is_ok() {
-        let _ = tmp.persist(path);
     }
 }
 
@@ -204,7 +196,7 @@ fn decode(r: &[u8]) -> Option<Location> {
 mod tests {
     use super::*;
     use crate::image::media::Compression;
-    use std::io::Read;
+    use std::io::{Read, Write};
 
     /// Packs `parts` as one blob (as the layer writer does), commits and records it.
     fn blob_of(cache: &BlobCache, parts: &[&[u8]]) -> (Vec<u8>, usize) {
