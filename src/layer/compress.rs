@@ -20,9 +20,13 @@ use sha2::{Digest as _, Sha256};
 use super::{BlobCache, Codec, LayerError};
 use crate::image::Digest;
 
-const MAGIC: &[u8; 4] = b"OCM2";
-/// Magic, CRC-32, length, offset, and the blob digest's 64 hex digits.
-const RECORD: usize = 4 + 4 + 8 + 8 + 64;
+const MAGIC: &[u8; 4] = b"OCM3";
+/// Magic, CRC-32 of the member, length, offset, the blob digest's 64 hex digits, and a
+/// CRC-32 of all that.
+const RECORD: usize = 4 + 4 + 8 + 8 + 64 + 4;
+/// The largest compressed member: a member holds at most `HARD_MAX_MEMBER` bytes, and no
+/// codec more than doubles them.
+const MAX_PACKED: usize = 2 * super::chunker::HARD_MAX_MEMBER;
 
 /// Cache of compressed members keyed by the SHA-256 of their uncompressed bytes and the codec.
 /// (The CRC-32 guards against damage and costs ~1 % of hashing; the key is what must be
@@ -115,14 +119,17 @@ impl<'a> MemberCache<'a> {
         packed.key = Some(key);
         let key = packed.key.as_deref().unwrap_or_default();
         let path = self.cache.meta_path("members", key);
-        if let Some(loc) = fs::read(&path).ok().and_then(|r| decode(&r)) {
-            if let Some(len) = self.read(&loc, out) {
+        if let Ok(record) = fs::read(&path) {
+            if let Some(loc) = decode(&record)
+                && let Some(len) = self.read(&loc, out)
+            {
                 packed.len = len;
                 packed.crc = loc.crc;
                 packed.found = Some(loc);
                 return Ok(packed);
             }
-            // The blob is gone or damaged there: forget the record, recompress below.
+            // A damaged or older record, or the blob is gone or damaged there: forget the
+            // record, recompress below.
             let _ = fs::remove_file(&path);
         }
         packed.len = self.codec.compress_into(data, out)?;
@@ -133,7 +140,14 @@ impl<'a> MemberCache<'a> {
     /// The member at `loc` into `out`, if it is there intact; returns its length.
     fn read(&self, loc: &Location, out: &mut Vec<u8>) -> Option<usize> {
         let len = usize::try_from(loc.len).ok()?;
+        // Bounded before anything is allocated: no member is larger, nor past the blob's end.
+        if len > MAX_PACKED {
+            return None;
+        }
         let file = File::open(self.cache.path_for(&loc.blob)).ok()?;
+        if loc.offset.checked_add(loc.len)? > file.metadata().ok()?.len() {
+            return None;
+        }
         if out.len() < len {
             out.resize(len, 0);
         }
@@ -161,8 +175,8 @@ impl<'a> MemberCache<'a> {
             };
             if m.found.as_ref() != Some(&loc) {
                 // Written in place, not renamed into place: a torn or interleaved record
-                // (a crash, two builds at once) fails the length, digest or CRC check and
-                // is only a miss, and a build rewrites every record of its layer.
+                // (a crash, two builds at once) fails its length or its own CRC-32 and is
+                // only a miss, and a build rewrites every record of its layer.
                 let _ = fs::write(dir.join(&m.key), encode(&loc));
             }
         }
@@ -175,12 +189,17 @@ fn encode(loc: &Location) -> [u8; RECORD] {
     r[4..8].copy_from_slice(&loc.crc.to_le_bytes());
     r[8..16].copy_from_slice(&loc.len.to_le_bytes());
     r[16..24].copy_from_slice(&loc.offset.to_le_bytes());
-    r[24..].copy_from_slice(loc.blob.hex().as_bytes());
+    r[24..88].copy_from_slice(loc.blob.hex().as_bytes());
+    let own = libdeflater::crc32(&r[..88]);
+    r[88..].copy_from_slice(&own.to_le_bytes());
     r
 }
 
 fn decode(r: &[u8]) -> Option<Location> {
-    if r.len() != RECORD || &r[..4] != MAGIC {
+    if r.len() != RECORD
+        || &r[..4] != MAGIC
+        || r[88..] != libdeflater::crc32(&r[..88]).to_le_bytes()
+    {
         return None;
     }
     let u64_at = |at: usize| r[at..at + 8].try_into().ok().map(u64::from_le_bytes);
@@ -188,7 +207,7 @@ fn decode(r: &[u8]) -> Option<Location> {
         crc: u32::from_le_bytes(r[4..8].try_into().ok()?),
         len: u64_at(8)?,
         offset: u64_at(16)?,
-        blob: Digest::parse(&format!("sha256:{}", std::str::from_utf8(&r[24..]).ok()?)).ok()?,
+        blob: Digest::parse(&format!("sha256:{}", std::str::from_utf8(&r[24..88]).ok()?)).ok()?,
     })
 }
 
@@ -274,6 +293,26 @@ mod tests {
     }
 
     #[test]
+    fn an_impossible_location_is_a_miss_before_anything_is_allocated() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(dir.path()).unwrap();
+        let (good, _) = blob_of(&cache, &[b"some member"]);
+        let mc = MemberCache::new(&cache, Codec::new(Compression::Gzip, None), true);
+        let blob = Digest::of(&good);
+        let mut out = Vec::new();
+        for (offset, len) in [(0, 1u64 << 40), (good.len() as u64, 10), (u64::MAX, 2)] {
+            let loc = Location {
+                blob: blob.clone(),
+                offset,
+                len,
+                crc: 0,
+            };
+            assert_eq!(mc.read(&loc, &mut out), None, "{offset} {len}");
+        }
+        assert_eq!(out.capacity(), 0);
+    }
+
+    #[test]
     fn records_round_trip_and_reject_garbage() {
         let loc = Location {
             blob: Digest::of(b"x"),
@@ -281,8 +320,16 @@ mod tests {
             len: 12345,
             crc: 0xdead_beef,
         };
-        assert_eq!(decode(&encode(&loc)), Some(loc));
-        assert_eq!(decode(b"OCM2"), None);
+        let good = encode(&loc);
+        assert_eq!(decode(&good), Some(loc));
+        assert_eq!(decode(b"OCM3"), None);
         assert_eq!(decode(&[0u8; RECORD]), None);
+        // Any flipped bit (a huge length, another offset or blob) is caught by the
+        // record's own CRC-32.
+        for i in 0..RECORD {
+            let mut bad = good;
+            bad[i] ^= 0x10;
+            assert_eq!(decode(&bad), None, "byte {i}");
+        }
     }
 }

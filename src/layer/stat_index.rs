@@ -38,10 +38,14 @@ use crate::image::Digest;
 
 /// Files modified this close to (or after) the stat are never trusted by the next build.
 pub const RACY_WINDOW_NS: i128 = 2_000_000_000;
-const MAGIC: &[u8; 8] = b"OCBSTAT1";
+/// Bumped whenever the same spec may give other layer bytes (OCBSTAT2: large files start
+/// their own member), so an older record is a miss rather than an older digest.
+const MAGIC: &[u8; 8] = b"OCBSTAT2";
 /// Blobs up to this size are re-hashed on every hit (≤ ~25 ms); larger ones only when their
 /// size, mtime or inode differ from the record's.
 const ALWAYS_VERIFY: u64 = 32 << 20;
+/// The spec's fields are hashed in runs of about this many bytes.
+const FIELDS_BUFFER: usize = 64 << 10;
 /// A stat field value that no real file has: recorded for racy files.
 const NEVER: u64 = u64::MAX;
 
@@ -130,12 +134,17 @@ impl<'a> StatIndex<'a> {
         hints: Option<&dyn StatHints>,
     ) -> Self {
         let entries = sorted(&spec.entries);
-        // The fields are laid out in one buffer and hashed once: a spec has an entry per
-        // file, and a hasher call per field cost more than the hashing.
-        let mut fields = Vec::with_capacity(entries.len() * 128);
+        // The fields are laid out in a buffer hashed in runs: a spec has an entry per file,
+        // and a hasher call per field cost more than the hashing.
+        let mut h = Sha256::new();
+        let mut fields = Vec::with_capacity(FIELDS_BUFFER);
         let mut field = |b: &[u8]| {
             fields.extend_from_slice(&(b.len() as u64).to_le_bytes());
             fields.extend_from_slice(b);
+            if fields.len() >= FIELDS_BUFFER {
+                h.update(&fields);
+                fields.clear();
+            }
         };
         field(MAGIC);
         field(codec.tag().as_bytes());
@@ -170,7 +179,8 @@ impl<'a> StatIndex<'a> {
                 }
             }
         }
-        let key = hex::encode(Sha256::digest(&fields));
+        h.update(&fields);
+        let key = hex::encode(h.finalize());
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);

@@ -214,7 +214,8 @@ pub async fn build(
     // The walk's listings and the layer memo hold every entry of the context (tens of
     // thousands of allocations, ~5 % of a no-op rebuild to free): a thread of their own
     // frees them, so the result is not held up (a CLI that exits right away skips it).
-    std::thread::spawn(move || drop((walks, memo)));
+    // (If no thread can be started, the closure and what it holds are dropped right here.)
+    let _ = std::thread::Builder::new().spawn(move || drop((walks, memo)));
     Ok(BuildOutcome {
         digest: artifact.digest().clone(),
         media_type: artifact.media_type().to_string(),

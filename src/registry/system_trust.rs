@@ -3,7 +3,7 @@
 //! and parsing `/etc/ssl/certs` costs ~20 ms of CPU, and reqwest's own set-up did it for
 //! every client (two or three per registry) even when the registry speaks plain HTTP.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -16,8 +16,29 @@ use super::tls::Der;
 
 type Loaded = Result<Arc<Verifier>, String>;
 
-/// The system store alone, shared by every client without extra roots.
-static SYSTEM: OnceLock<Loaded> = OnceLock::new();
+/// The verifiers loaded in this process, by their extra roots (none: the system store
+/// alone), shared by every client with the same roots.
+static LOADED: Mutex<Vec<(Vec<Der>, Loaded)>> = Mutex::new(Vec::new());
+
+/// The verifier for `extra` roots, loaded on first use (under the lock, so two clients
+/// never load the same store at once).
+fn load(extra: &[Der], provider: &Arc<CryptoProvider>) -> Loaded {
+    let mut loaded = LOADED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, l)) = loaded.iter().find(|(e, _)| e.as_slice() == extra) {
+        return l.clone();
+    }
+    let v = if extra.is_empty() {
+        Verifier::new(provider.clone())
+    } else {
+        let roots = extra.iter().map(|d| CertificateDer::from(d.clone()));
+        Verifier::new_with_extra_roots(roots, provider.clone())
+    };
+    let l = v
+        .map(Arc::new)
+        .map_err(|e| format!("cannot load the CA certificates: {e}"));
+    loaded.push((extra.to_vec(), l.clone()));
+    l
+}
 
 /// A rustls client config that verifies servers against the system's store plus `extra`
 /// CA certificates, presenting `identity` (PEM certificate chain and key) when given.
@@ -26,7 +47,7 @@ pub fn config(extra: &[Der], identity: Option<&[u8]>) -> Result<rustls::ClientCo
     let verifier = Arc::new(LazyVerifier {
         extra: extra.to_vec(),
         provider: provider.clone(),
-        own: OnceLock::new(),
+        loaded: OnceLock::new(),
     });
     client_config(provider, verifier, identity)
 }
@@ -63,28 +84,14 @@ pub(super) fn client_config(
 struct LazyVerifier {
     extra: Vec<Der>,
     provider: Arc<CryptoProvider>,
-    /// The verifier with the extra roots (unused when there are none).
-    own: OnceLock<Loaded>,
+    /// This client's verifier once loaded (or shared from another client).
+    loaded: OnceLock<Loaded>,
 }
 
 impl LazyVerifier {
     fn get(&self) -> Result<&Verifier, rustls::Error> {
-        let load = || -> Loaded {
-            let v = if self.extra.is_empty() {
-                Verifier::new(self.provider.clone())
-            } else {
-                let roots = self.extra.iter().map(|d| CertificateDer::from(d.clone()));
-                Verifier::new_with_extra_roots(roots, self.provider.clone())
-            };
-            v.map(Arc::new)
-                .map_err(|e| format!("cannot load the CA certificates: {e}"))
-        };
-        let loaded = if self.extra.is_empty() {
-            SYSTEM.get_or_init(load)
-        } else {
-            self.own.get_or_init(load)
-        };
-        loaded
+        self.loaded
+            .get_or_init(|| load(&self.extra, &self.provider))
             .as_deref()
             .map_err(|e| rustls::Error::General(e.clone()))
     }
@@ -140,7 +147,7 @@ mod tests {
         LazyVerifier {
             extra,
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
-            own: OnceLock::new(),
+            loaded: OnceLock::new(),
         }
     }
 
@@ -150,11 +157,16 @@ mod tests {
         let v = lazy(vec![b"not a certificate".to_vec()]);
         assert!(!v.supported_verify_schemes().is_empty());
         assert!(
-            v.own.get().is_none(),
+            v.loaded.get().is_none(),
             "nothing loaded before a certificate is checked"
         );
         let err = v.get().unwrap_err().to_string();
         assert!(err.contains("cannot load the CA certificates"), "{err}");
-        assert!(v.own.get().is_some());
+        assert!(v.loaded.get().is_some());
+        // Another client with the same roots shares what was loaded.
+        let w = lazy(vec![b"not a certificate".to_vec()]);
+        assert!(w.get().is_err());
+        let shared = LOADED.lock().unwrap();
+        assert_eq!(shared.iter().filter(|(e, _)| e == &w.extra).count(), 1);
     }
 }

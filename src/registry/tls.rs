@@ -176,20 +176,29 @@ fn read_cert_file(path: &Path) -> Result<Vec<Der>, RegistryError> {
         reason: reason.to_string(),
     };
     let is_pem = data.windows(11).any(|w| w == b"-----BEGIN ");
-    if is_pem {
+    let certs = if is_pem {
         reqwest::Certificate::from_pem_bundle(&data)
             .map_err(|_| bad("not a valid PEM certificate"))?;
         let certs = pem_certificates(&data);
         if certs.is_empty() {
             return Err(bad("no CERTIFICATE block in the file"));
         }
-        Ok(certs)
+        certs
     } else if data.first() == Some(&0x30) {
-        // DER starts with a SEQUENCE tag; full validation happens when the client is built.
-        Ok(vec![data])
+        // DER starts with a SEQUENCE tag.
+        vec![data]
     } else {
-        Err(bad("neither PEM nor DER"))
+        return Err(bad("neither PEM nor DER"));
+    };
+    // Parsed as trust anchors now: the system store is only loaded at the first TLS
+    // handshake, and a bad certificate must name its file, not fail that handshake.
+    let mut store = rustls::RootCertStore::empty();
+    for der in &certs {
+        store
+            .add(rustls::pki_types::CertificateDer::from(der.as_slice()))
+            .map_err(|e| bad(&format!("not a usable CA certificate: {e}")))?;
     }
+    Ok(certs)
 }
 
 fn normalize_host(h: &str) -> String {
@@ -227,6 +236,10 @@ mod tests {
 
     /// A PEM block; only its framing and base64 are checked when reading (X.509 parsing
     /// happens when the TLS client is built).
+    /// A real CA certificate (roots are parsed as trust anchors when read).
+    const CA: &str = include_str!("../../testdata/certs/unit-test-ca.pem");
+
+    /// A certificate-shaped PEM block around a tiny DER value (decoding tests).
     fn pem() -> String {
         use base64::Engine as _;
         let body =
@@ -261,7 +274,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let host_dir = root.path().join("reg.example:5000");
         std::fs::create_dir_all(&host_dir).unwrap();
-        std::fs::write(host_dir.join("ca.crt"), pem()).unwrap();
+        std::fs::write(host_dir.join("ca.crt"), CA).unwrap();
         // Client certificate and key files are not roots.
         std::fs::write(host_dir.join("client.cert"), pem()).unwrap();
         std::fs::write(host_dir.join("client.key"), "key").unwrap();
@@ -310,9 +323,17 @@ mod tests {
     fn ca_cert_files() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("ca.pem");
-        std::fs::write(&good, pem()).unwrap();
+        std::fs::write(&good, CA).unwrap();
         let t = Trust::new(std::slice::from_ref(&good), &[], vec![]).unwrap();
         assert_eq!(t.roots_for("any").unwrap().len(), 1);
+        // A PEM block that is not a certificate is refused, naming the file.
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(&bad, pem()).unwrap();
+        let err = Trust::new(std::slice::from_ref(&bad), &[], vec![]).unwrap_err();
+        assert!(
+            matches!(&err, RegistryError::CaCert { path, .. } if path == &bad),
+            "{err}"
+        );
         let missing = dir.path().join("nope.pem");
         assert!(matches!(
             Trust::new(&[missing], &[], vec![]),
