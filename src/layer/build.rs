@@ -60,7 +60,7 @@ pub struct LayerBuilder {
 type MemberResult = (usize, Result<(Vec<u8>, Packed), LayerError>);
 
 /// What the ordered writer leaves: the spool file, the blob's digest and size, how many
-/// members were reused, and where each member landed.
+/// members were reused, and where each freshly compressed member landed.
 type Written = (tempfile::NamedTempFile, Digest, u64, usize, Vec<Placed>);
 
 impl LayerBuilder {
@@ -251,18 +251,18 @@ fn write_ordered(
             let bytes = &buf[..packed.len];
             hasher.update(bytes);
             temp.write_all(bytes).map_err(cache_err)?;
-            let was_reused = packed.found.is_some() || packed.same_as.is_some();
+            let was_reused = packed.found || packed.same_as.is_some();
             reused += usize::from(was_reused);
             if let Some(t) = tap {
                 t.wrote(bytes.len() as u64, was_reused);
             }
-            if let Some(key) = packed.key {
+            // Freshly compressed members are recorded in this blob once it is committed.
+            if let Some(key) = packed.key.filter(|_| !packed.found) {
                 placed.push(Placed {
                     key,
                     offset: size,
                     len: bytes.len() as u64,
                     crc: packed.crc,
-                    found: packed.found,
                 });
             }
             size += bytes.len() as u64;

@@ -42,11 +42,11 @@ pub struct MemberCache<'a> {
 
 /// Where a member's compressed bytes are.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Location {
-    pub blob: Digest,
-    pub offset: u64,
-    pub len: u64,
-    pub crc: u32,
+struct Location {
+    blob: Digest,
+    offset: u64,
+    len: u64,
+    crc: u32,
 }
 
 /// One member, compressed or found: its bytes are the first `len` of the buffer it was
@@ -54,8 +54,8 @@ pub struct Location {
 #[derive(Debug)]
 pub struct Packed {
     pub len: usize,
-    /// Taken from the cache (with where it was found) rather than compressed.
-    pub found: Option<Location>,
+    /// Taken from the cache rather than compressed.
+    pub found: bool,
     /// The cache key, when the cache is enabled.
     pub key: Option<String>,
     /// CRC-32 of the compressed bytes (0 when the cache is disabled).
@@ -65,15 +65,14 @@ pub struct Packed {
     pub same_as: Option<usize>,
 }
 
-/// A member as written into a new blob: its key, offset and length there, its CRC-32, and
-/// where it was found, if it was.
+/// A freshly compressed member as written into a new blob: its key, offset and length
+/// there, and its CRC-32.
 #[derive(Debug)]
 pub struct Placed {
     pub key: String,
     pub offset: u64,
     pub len: u64,
     pub crc: u32,
-    pub found: Option<Location>,
 }
 
 impl<'a> MemberCache<'a> {
@@ -97,7 +96,7 @@ impl<'a> MemberCache<'a> {
     ) -> Result<Packed, LayerError> {
         let mut packed = Packed {
             len: 0,
-            found: None,
+            found: false,
             key: None,
             crc: 0,
             same_as: None,
@@ -125,7 +124,7 @@ impl<'a> MemberCache<'a> {
             {
                 packed.len = len;
                 packed.crc = loc.crc;
-                packed.found = Some(loc);
+                packed.found = true;
                 return Ok(packed);
             }
             // A damaged or older record, or the blob is gone or damaged there: forget the
@@ -155,11 +154,11 @@ impl<'a> MemberCache<'a> {
         (libdeflater::crc32(&out[..len]) == loc.crc).then_some(len)
     }
 
-    /// Records where the members of the blob just committed as `blob` are, for the members
-    /// that were not found in the cache: a found member keeps its record (pointing at an
-    /// older blob), since rewriting a record per member made every edit rebuild write
-    /// hundreds of files (ext4 starts writeback on each file truncated and rewritten).
-    /// Best effort: a member that cannot be recorded is only a slower next build.
+    /// Records where the freshly compressed `members` of the blob just committed as `blob`
+    /// are. A member found in the cache keeps its record (pointing at an older blob):
+    /// rewriting a record per member made every edit rebuild write hundreds of files (ext4
+    /// starts writeback on each file truncated and rewritten). Best effort: a member that
+    /// cannot be recorded is only a slower next build.
     pub fn record(&self, blob: &Digest, members: &[Placed]) {
         if !self.enabled {
             return;
@@ -168,7 +167,7 @@ impl<'a> MemberCache<'a> {
         if fs::create_dir_all(&dir).is_err() {
             return;
         }
-        for m in members.iter().filter(|m| m.found.is_none()) {
+        for m in members {
             let loc = Location {
                 blob: blob.clone(),
                 offset: m.offset,
@@ -224,14 +223,15 @@ mod tests {
         for (i, part) in parts.iter().enumerate() {
             let mut out = vec![7u8; 3];
             let p = mc.get_or_compress(i, part, &mut out).unwrap();
-            reused += usize::from(p.found.is_some());
-            placed.push(Placed {
-                key: p.key.unwrap(),
-                offset: blob.len() as u64,
-                len: p.len as u64,
-                crc: p.crc,
-                found: p.found,
-            });
+            reused += usize::from(p.found);
+            if !p.found {
+                placed.push(Placed {
+                    key: p.key.unwrap(),
+                    offset: blob.len() as u64,
+                    len: p.len as u64,
+                    crc: p.crc,
+                });
+            }
             blob.extend_from_slice(&out[..p.len]);
         }
         let digest = Digest::of(&blob);

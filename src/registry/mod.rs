@@ -33,6 +33,7 @@ mod retry;
 mod retry_after;
 mod system_trust;
 pub mod tls;
+mod tls_config;
 pub mod tuning;
 mod upload;
 mod wire;

@@ -5,14 +5,12 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::CertificateDer;
 use rustls_platform_verifier::Verifier;
 
 use super::tls::Der;
+use super::tls_config::CertCheck;
 
 type Loaded = Result<Arc<Verifier>, String>;
 
@@ -44,52 +42,26 @@ fn load(extra: &[Der], provider: &Arc<CryptoProvider>) -> Loaded {
 /// CA certificates, presenting `identity` (PEM certificate chain and key) when given.
 pub fn config(extra: &[Der], identity: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = Arc::new(LazyVerifier {
+    let roots = LazyRoots {
         extra: extra.to_vec(),
         provider: provider.clone(),
         loaded: OnceLock::new(),
-    });
-    client_config(provider, verifier, identity)
-}
-
-/// A client config with `verifier`, and `identity` as the client certificate.
-pub(super) fn client_config(
-    provider: Arc<CryptoProvider>,
-    verifier: Arc<dyn ServerCertVerifier>,
-    identity: Option<&[u8]>,
-) -> Result<rustls::ClientConfig, String> {
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier);
-    let mut config = match identity {
-        None => builder.with_no_client_auth(),
-        Some(pem) => {
-            let chain = CertificateDer::pem_slice_iter(pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("client certificate: {e}"))?;
-            let key = PrivateKeyDer::from_pem_slice(pem)
-                .map_err(|e| format!("client certificate key: {e}"))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("client certificate: {e}"))?
-        }
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    super::tls_config::config(provider, CertCheck::System(roots), identity)
 }
 
+/// A client's roots: its extra CA certificates, and the verifier once loaded.
 #[derive(Debug)]
-struct LazyVerifier {
+pub(super) struct LazyRoots {
     extra: Vec<Der>,
     provider: Arc<CryptoProvider>,
     /// This client's verifier once loaded (or shared from another client).
     loaded: OnceLock<Loaded>,
 }
 
-impl LazyVerifier {
-    fn get(&self) -> Result<&Verifier, rustls::Error> {
+impl LazyRoots {
+    /// The verifier, loaded (or shared from another client) on first use.
+    pub(super) fn get(&self) -> Result<&Verifier, rustls::Error> {
         self.loaded
             .get_or_init(|| load(&self.extra, &self.provider))
             .as_deref()
@@ -97,54 +69,12 @@ impl LazyVerifier {
     }
 }
 
-impl ServerCertVerifier for LazyVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.get()?
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    // The handshake signatures need only the algorithms, not the roots (the platform
-    // verifier checks them the same way).
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn lazy(extra: Vec<Der>) -> LazyVerifier {
-        LazyVerifier {
+    fn lazy(extra: Vec<Der>) -> LazyRoots {
+        LazyRoots {
             extra,
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
             loaded: OnceLock::new(),
@@ -155,7 +85,6 @@ mod tests {
     fn roots_are_loaded_on_first_use_and_bad_ones_are_named() {
         assert!(config(&[], None).is_ok());
         let v = lazy(vec![b"not a certificate".to_vec()]);
-        assert!(!v.supported_verify_schemes().is_empty());
         assert!(
             v.loaded.get().is_none(),
             "nothing loaded before a certificate is checked"
