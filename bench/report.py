@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Turns bench/run.sh's runs.tsv into the results table (medians, targets, PASS/FAIL).
 
-usage: report.py RUNS_TSV FLOOR_TXT INPUT_BYTES MODE BIG_GB QUICK
+usage: report.py RUNS_TSV FLOOR_TXT INPUT_BYTES MODE BIG_GB QUICK SPLIT
 """
 
 import os
 import statistics
 import sys
 
-runs_tsv, floor_txt, input_bytes, mode, big_gb, quick = sys.argv[1:]
+runs_tsv, floor_txt, input_bytes, mode, big_gb, quick, split = sys.argv[1:]
 input_mb = int(input_bytes) / 1e6
 
 rows = {}
@@ -105,6 +105,25 @@ row(
     edit <= 0.25 * cold and edit_recomp <= 2,
     f"{100 * edit / cold:.1f}%, {edit_recomp} recompressed"
     + (f"; upload floor alone {100 * upload / cold:.0f}%" if upload is not None else ""),
+)
+
+cold_split = med("coldsplit", "wall")
+row(
+    "coldsplit",
+    f"cold, --split-layers {split}",
+    "reference",
+    None,
+    f"{cold_split / cold:.2f}x cold",
+)
+edit_split = med("editsplit", "wall")
+split_recomp = max((r["recomp"] or 0 for r in rows["editsplit"]), default=0)
+row(
+    "editsplit",
+    f"one 5 KB file edited, --split-layers {split}",
+    "<=25% of cold, <=2 members",
+    edit_split <= 0.25 * cold_split and split_recomp <= 2,
+    f"{100 * edit_split / cold_split:.1f}% of cold split, {100 * edit_split / cold:.1f}% of cold"
+    + f", {split_recomp} recompressed",
 )
 
 cold_digests = {r["digest"] for r in rows["cold"]}

@@ -12,6 +12,7 @@
 #   BENCH_RUNS=3                    runs per case (median reported)
 #   BENCH_BUILDAH=0                 skip buildah (the 10x row then shows n/a)
 #   BENCH_BIG_GB=4                  size of the single big file for the peak-RSS row
+#   BENCH_SPLIT=32M                 --split-layers size of the split cases (8M with QUICK)
 #   OCIBUILD=/path/to/ocibuild      use this binary instead of building target/release
 #
 # Cases (each: median wall, CPU = user+sys, peak RSS, bytes uploaded):
@@ -26,6 +27,8 @@
 #                                                                0 uploaded
 #   fresh   a copy of the context (new mtimes, inodes)   target: same digest, 0 compressed
 #   edit    one 5 KB file edited                         target: <=25 % of cold, <=2 members
+#   coldsplit, editsplit  cold and edit again with --split-layers $BENCH_SPLIT (default 32M):
+#           the layer in parts, so an edit uploads one part    target: <=25 % of cold
 #   3plat   cold, 3 platforms (base is a 3-platform index) target: <=1.2x cold
 #   bigfile one sparse 4 GB file (1 MiB of data every 64 MiB), cold   target: RSS <=150 MB
 #
@@ -40,10 +43,12 @@ RUNS=${BENCH_RUNS:-3}
 QUICK=${BENCH_QUICK:-0}
 BUILDAH=${BENCH_BUILDAH:-1}
 SCALE=1
+SPLIT=${BENCH_SPLIT:-32M}
 BIG_GB=${BENCH_BIG_GB:-4}
 if [ "$QUICK" = 1 ]; then
     SCALE=0.2
     BIG_GB=${BENCH_BIG_GB:-1}
+    SPLIT=${BENCH_SPLIT:-8M}
 fi
 log() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 
@@ -211,18 +216,34 @@ for i in $(seq "$RUNS"); do
 done
 rm -rf "$W/fresh"
 EDIT=$W/ctx/node_modules/pkg-0400/edit-target.js
-for i in $(seq "$RUNS"); do
-    log "edit $i/$RUNS"
-    python3 - "$EDIT" "$i" <<'EOF'
+# edit_file N: changes a line in the middle of the 5 KB file and appends one (the size
+# changes too); N makes every edit different.
+edit_file() {
+    python3 - "$EDIT" "$1" <<'EOF'
 import sys
 path, i = sys.argv[1], int(sys.argv[2])
 data = bytearray(open(path, "rb").read())
-# Change a line in the middle and append one: the size changes too.
 data[2000:2010] = b"edit %04d\n" % i
 data += b"// edit %d\n" % i
 open(path, "wb").write(data)
 EOF
+}
+for i in $(seq "$RUNS"); do
+    log "edit $i/$RUNS"
+    edit_file "$i"
     ocibuild edit "$i" "$W/ctx" "$MAIN_CACHE" "$MAIN_DEST" "$HOST"
+done
+for i in $(seq "$RUNS"); do
+    log "cold, --split-layers $SPLIT $i/$RUNS"
+    rm -rf "$W/cache-split-$i"
+    ocibuild coldsplit "$i" "$W/ctx" "$W/cache-split-$i" "$REG/apps-$i:latest" "$HOST" \
+        --split-layers "$SPLIT"
+done
+for i in $(seq "$RUNS"); do
+    log "edit, --split-layers $SPLIT $i/$RUNS"
+    edit_file $((100 + i))
+    ocibuild editsplit "$i" "$W/ctx" "$W/cache-split-$RUNS" "$REG/apps-$RUNS:latest" "$HOST" \
+        --split-layers "$SPLIT"
 done
 for i in $(seq "$RUNS"); do
     log "3 platforms, cold $i/$RUNS"
@@ -258,4 +279,4 @@ python3 "$ROOT/bench/gen.py" bigfile "$W/big/blob.bin" $((BIG_GB << 30))
 ocibuild bigfile 1 "$W/big" "$W/cache-big" "$REG/big:1" "$HOST"
 rm -rf "$W/big" "$W/cache-big"
 
-python3 "$ROOT/bench/report.py" "$RUNS_TSV" "$W/floor.txt" "$INPUT_BYTES" "$MODE" "$BIG_GB" "$QUICK"
+python3 "$ROOT/bench/report.py" "$RUNS_TSV" "$W/floor.txt" "$INPUT_BYTES" "$MODE" "$BIG_GB" "$QUICK" "$SPLIT"

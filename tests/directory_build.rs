@@ -732,6 +732,7 @@ fn help_and_usage_errors() {
         "--compression",
         "--no-cache",
         "--jobs",
+        "--split-layers",
     ] {
         assert!(
             out.stdout.contains(flag),
@@ -743,6 +744,8 @@ fn help_and_usage_errors() {
     out.assert_failure(2, &[]);
     let out = env.run(&[".", "--no-such-flag", "-t", "oci:out"]);
     out.assert_failure(2, &["--no-such-flag"]);
+    let out = env.run(&[".", "--split-layers", "100K", "-t", "oci:out"]);
+    out.assert_failure(2, &["--split-layers", "100K", "at least 1M"]);
 }
 
 // ---------------------------------------------------------------------------------------

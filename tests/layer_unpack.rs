@@ -2,7 +2,8 @@
 //! by tools nobody here wrote: `umoci unpack` (via skopeo) and `buildah from` + `buildah
 //! mount` (vfs storage, as root). Both trees must equal the build context, byte for byte,
 //! with modes and symlink targets. (Debian's umoci 0.4 cannot read zstd layers, so the
-//! zstd image is checked with buildah only.)
+//! zstd image is checked with buildah only.) The same holds for a layer split into parts
+//! (`--split-layers`), where an edit must re-upload one part only.
 
 mod common;
 
@@ -103,8 +104,8 @@ fn buildah_tree(reference: &str, work: &Path) -> Tree {
     t
 }
 
-fn check_compression(compression: &str) {
-    let env = TestEnv::new();
+/// A registry with a base image (no ONBUILD: `buildah from` would run its RUN trigger).
+fn registry_with_base(env: &TestEnv) -> (Registry, String) {
     let reg = Registry::start();
     let layout = env.work().join("base-layout");
     // No ONBUILD in the base: `buildah from` would run its RUN trigger.
@@ -113,6 +114,12 @@ fn check_compression(compression: &str) {
     fixture::write_image(&layout, "base", &spec, MediaTypes::Oci);
     let base = reg.reference("base:1");
     push_fixture(&layout, "base", &base);
+    (reg, base)
+}
+
+fn check_compression(compression: &str) {
+    let env = TestEnv::new();
+    let (reg, base) = registry_with_base(&env);
     let ctx = env.work().join("ctx");
     write_multi_member_context(&ctx);
     let dest = reg.reference("app:1");
@@ -181,4 +188,81 @@ fn multi_member_gzip_layer_unpacks_identically_with_umoci_and_buildah() {
 #[test]
 fn multi_frame_zstd_layer_unpacks_identically_with_buildah() {
     check_compression("zstd");
+}
+
+/// The layer digests of `reference`'s manifest.
+fn layer_digests(reference: &str) -> Vec<String> {
+    common::skopeo_inspect_raw(reference)["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn split_layers_unpack_identically_and_an_edit_reuploads_one_part() {
+    let env = TestEnv::new();
+    let (reg, base) = registry_with_base(&env);
+    let ctx = env.work().join("ctx");
+    write_multi_member_context(&ctx);
+    let (whole, split) = (reg.reference("whole:1"), reg.reference("split:1"));
+    let build = |dest: &str, extra: &[&str]| {
+        let meta = env.work().join("meta.json");
+        let mut args = vec![ctx.to_str().unwrap(), "--from", &base, "--dest", "/app"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--metadata-file", meta.to_str().unwrap(), "-t", dest]);
+        let out = env.run(&args);
+        expect_dest_lines(&out, &[dest]);
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        meta["destinations"][0]["bytesUploaded"].as_u64().unwrap()
+    };
+    build(&whole, &[]);
+    let uploaded = build(&split, &["--split-layers", "1M"]);
+
+    let (one, parts) = (layer_digests(&whole), layer_digests(&split));
+    let n = parts.len() - (one.len() - 1);
+    assert!(n >= 4, "{n} parts: {parts:?}");
+    assert_eq!(parts[..one.len() - 1], one[..one.len() - 1], "base layers");
+    let history = common::skopeo_inspect_config(&split)["history"].clone();
+    let texts: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["created_by"].as_str())
+        .collect();
+    assert!(
+        texts.contains(&format!("COPY . /app (part {n} of {n})").as_str()),
+        "{texts:?}"
+    );
+
+    let want = tree(&ctx);
+    assert_eq!(
+        tree(&unpack(&split).path("/app")),
+        want,
+        "umoci's /app differs"
+    );
+    assert_eq!(
+        buildah_tree(&split, &env.work()),
+        want,
+        "buildah's /app differs"
+    );
+
+    // One file edited: one part has a new digest, and only it (plus config and manifest)
+    // is uploaded.
+    let edited = ctx.join("lib/m05/f141.js");
+    let mut body = std::fs::read(&edited).unwrap();
+    body.extend_from_slice(b"// edited\n");
+    std::fs::write(&edited, body).unwrap();
+    let again = build(&split, &["--split-layers", "1M"]);
+    let after = layer_digests(&split);
+    assert_eq!(after.len(), parts.len());
+    let changed = (0..parts.len()).filter(|&i| after[i] != parts[i]).count();
+    assert_eq!(changed, 1, "{parts:?}\n{after:?}");
+    assert!(
+        again * 3 < uploaded,
+        "{again} bytes uploaded after the edit, {uploaded} cold"
+    );
+    assert_eq!(tree(&unpack(&split).path("/app")), tree(&ctx));
 }

@@ -165,6 +165,11 @@ pub struct BuildArgs {
     /// Parallel jobs (compression threads, concurrent uploads). Default: number of cores.
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
+
+    /// Split each layer over twice SIZE (e.g. 32M) into parts of about SIZE, cut where an
+    /// edit changes one part only: a rebuild re-uploads that part, not the whole COPY.
+    #[arg(long = "split-layers", value_name = "SIZE")]
+    pub split_layers: Option<String>,
 }
 
 /// An error in the user's flags or environment (exit code 2).
@@ -354,6 +359,11 @@ fn settings(args: &BuildArgs, destinations: Vec<Destination>) -> anyhow::Result<
             jobs: jobs.max(4),
         },
         source_date_epoch,
+        split_layers: args
+            .split_layers
+            .as_deref()
+            .map(super::size::split_size)
+            .transpose()?,
     })
 }
 

@@ -9,6 +9,7 @@ pub mod compress;
 pub mod entry;
 pub mod error;
 mod pool;
+pub mod split;
 pub mod spool;
 pub mod stat_index;
 pub mod tar_writer;

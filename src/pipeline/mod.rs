@@ -46,6 +46,9 @@ pub struct BuildSettings {
     pub registry: RegistryOptions,
     /// `SOURCE_DATE_EPOCH`: layer mtimes and `created`; 0 when unset.
     pub source_date_epoch: u64,
+    /// `--split-layers`: layers larger than twice this many bytes of tar are split into
+    /// parts of about this size (`layer::split`).
+    pub split_layers: Option<u64>,
 }
 
 /// One destination's result.
@@ -105,7 +108,7 @@ pub async fn build(
         Destination::Registry(r) => Some(stages::EarlyPush::new(&registries, r, progress)),
         _ => None,
     });
-    let memo = stages::LayerMemo::new(early.clone(), Some(walks.clone()));
+    let memo = stages::LayerMemo::new(early.clone(), Some(walks.clone()), settings.split_layers);
 
     // The probe recipe is made, and the context layers it knows are built, while the bases
     // resolve (manifest + config only); the memo hands the layers to every platform.
@@ -122,7 +125,7 @@ pub async fn build(
             .map_err(|e| PipelineError::Internal(format!("recipe task failed: {e}")))?;
             let _ = probed_tx.send(true);
             for spec in &specs {
-                memo.build(&builder, spec, &progress).await?;
+                memo.build_parts(&builder, spec, &progress).await?;
             }
             Ok::<(), PipelineError>(())
         })

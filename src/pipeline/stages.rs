@@ -11,6 +11,7 @@ use super::base::{self, ResolvedBase};
 use super::{PipelineError, assemble, copy};
 use crate::context::tree::WalkMemo;
 use crate::image::{Digest, Platform, Reference, time};
+use crate::layer::split;
 use crate::layer::spool::{self, SpoolWatch};
 use crate::layer::stat_index::StatHints;
 use crate::layer::{BlobCache, BuiltLayer, LayerBuilder, LayerSpec};
@@ -27,6 +28,8 @@ pub struct LayerMemo {
     early: Option<EarlyPush>,
     /// The build's context listings: their stats spare the stat index a second `stat`.
     walks: Option<WalkMemo>,
+    /// `--split-layers`: the part size a large layer is split into.
+    split: Option<u64>,
 }
 
 /// One layer of the memo: filled once, by the first caller; the others wait for it.
@@ -124,12 +127,37 @@ impl EarlyPush {
 impl LayerMemo {
     /// A memo whose fresh layers are also uploaded to `early` (if any) while they are
     /// built, and whose stat index checks take the stats `walks` already has.
-    pub fn new(early: Option<EarlyPush>, walks: Option<WalkMemo>) -> Self {
+    pub fn new(early: Option<EarlyPush>, walks: Option<WalkMemo>, split: Option<u64>) -> Self {
         LayerMemo {
             built: Arc::default(),
             early,
             walks,
+            split,
         }
+    }
+
+    /// The layers `spec` is built as: itself, or its parts with `--split-layers`.
+    pub fn parts(&self, spec: &LayerSpec) -> Vec<LayerSpec> {
+        match self.split {
+            Some(size) => split::split(spec, size),
+            None => vec![spec.clone()],
+        }
+    }
+
+    /// Builds the layers of `spec` (see [`LayerMemo::parts`]), in order, each with the
+    /// step that records it in the image.
+    pub async fn build_parts(
+        &self,
+        builder: &LayerBuilder,
+        spec: &LayerSpec,
+        progress: &Progress,
+    ) -> Result<Vec<(Step, BuiltLayer)>, PipelineError> {
+        let mut out = Vec::new();
+        for part in self.parts(spec) {
+            let layer = self.build(builder, &part, progress).await?;
+            out.push((Step::Layer(part), layer));
+        }
+        Ok(out)
     }
 
     /// The cell of `spec`: the same one for every caller, so a layer being built is
@@ -270,8 +298,10 @@ async fn resolve_steps(
     for (n, step) in steps.iter().enumerate() {
         match step {
             Step::Layer(spec) => {
-                layers.push(cx.memo.build(cx.builder, spec, cx.progress).await?);
-                out.push(step.clone());
+                for (step, layer) in cx.memo.build_parts(cx.builder, spec, cx.progress).await? {
+                    out.push(step);
+                    layers.push(layer);
+                }
             }
             Step::Config { .. } => out.push(step.clone()),
             Step::Copy(c) => {
@@ -324,8 +354,10 @@ async fn resolve_steps(
                         (copy::resolve(dir.path(), None, c, owner)?, Some(dir))
                     }
                 };
-                layers.push(cx.memo.build(cx.builder, &spec, cx.progress).await?);
-                out.push(Step::Layer(spec));
+                for (step, layer) in cx.memo.build_parts(cx.builder, &spec, cx.progress).await? {
+                    out.push(step);
+                    layers.push(layer);
+                }
             }
         }
     }
