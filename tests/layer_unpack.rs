@@ -206,6 +206,8 @@ fn split_layers_unpack_identically_and_an_edit_reuploads_one_part() {
     let (reg, base) = registry_with_base(&env);
     let ctx = env.work().join("ctx");
     write_multi_member_context(&ctx);
+    // A directory mode every part must carry for the directories above its files.
+    std::fs::set_permissions(ctx.join("lib"), std::fs::Permissions::from_mode(0o750)).unwrap();
     let (whole, split) = (reg.reference("whole:1"), reg.reference("split:1"));
     let build = |dest: &str, extra: &[&str]| {
         let meta = env.work().join("meta.json");

@@ -1,61 +1,78 @@
 //! Splitting one large layer into several (`--split-layers`): contiguous runs of its
 //! entries in archive order, cut at content-defined places so that an edit changes the
-//! one part holding the edited file and leaves the others byte-identical (and therefore
+//! part holding the edited file and leaves the others byte-identical (and therefore
 //! already in the registry, and already on every node that pulled the image before).
 //!
 //! Why a split is safe: the parts are applied in order, so together they give exactly the
 //! file system the single layer gives. Archive order puts a directory before everything
-//! under it, so a part never needs a directory a later part makes; a hard link is kept in
-//! the part of its target (a link may only name an entry of its own layer).
+//! under it, and every part repeats the layer's entries for the directories above its
+//! own entries: a runtime that unpacks each layer on its own (overlay drivers create a
+//! missing parent as root 0755, which would then hide the real one: see
+//! opencontainers/image-spec#1221) sees the directory's owner and mode in every layer. A
+//! hard link is kept in the part of its target (a link may only name an entry of its
+//! own layer).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use super::chunker::fnv1a;
 use super::entry::{EntryKind, LayerEntry, LayerSpec};
 use super::tar_writer;
 
 /// Most parts one layer is split into: a layer that would need more gets larger parts
 /// (overlayfs mounts at most ~128 layers per container, and every part is one).
-pub const MAX_PARTS: u64 = 64;
+pub const MAX_PARTS: usize = 64;
 /// Smallest part size accepted (smaller parts cost more requests than they save).
 pub const MIN_PART: u64 = 1 << 20;
 
-/// Splits `spec` into parts of about `target` bytes of tar each. A spec under twice the
-/// target is returned as it is (one part, same history text), so small layers look
-/// exactly as without the option.
+/// Splits `spec` into parts of about `target` bytes of tar each, or `None` when it stays
+/// whole (under twice the target, or a hard link spans it all): the layer is then
+/// exactly what it is without the option.
 ///
-/// Where a part ends depends only on the paths and sizes of nearby entries: a new part
-/// starts at an entry whose path hashes to a boundary once the part holds `target`
-/// bytes, before any file of half the target or more once the part holds a quarter of it
-/// (so a big asset starts a part of its own rather than join a full one), and at the
-/// latest once a part holds four times the target.
-pub fn split(spec: &LayerSpec, target: u64) -> Vec<LayerSpec> {
+/// Content-defined, as in chunking file systems: an entry is a boundary when its path
+/// hashes below a threshold proportional to its size (so boundaries come about every
+/// `target` bytes, and a file of `target` or more always is one); a part ends before a
+/// boundary once it holds a quarter of the target, and in any case once it holds four
+/// times the target. Where a part ends thus depends on the paths and sizes of the entries
+/// near it, not on where the previous part ended, so an edit, an added or a removed file
+/// moves at most the cut next to it. Only when a layer would need more than
+/// [`MAX_PARTS`] parts is the target doubled, which moves every cut once.
+pub fn split(spec: &LayerSpec, target: u64) -> Option<Vec<LayerSpec>> {
     let entries = tar_writer::sorted(&spec.entries);
     let costs: Vec<u64> = entries.iter().map(|e| cost(e)).collect();
     let total: u64 = costs.iter().sum();
     let mut target = target.max(MIN_PART);
     if total < target.saturating_mul(2) {
-        return vec![spec.clone()];
+        return None;
     }
-    while total / target > MAX_PARTS {
+    let starts = loop {
+        let mut starts = cut_points(&entries, &costs, target);
+        keep_links_together(&entries, &mut starts);
+        if starts.len() <= MAX_PARTS {
+            break starts;
+        }
         target = target.saturating_mul(2);
-    }
-    let mut starts = cut_points(&entries, &costs, target);
-    keep_links_together(&entries, &mut starts);
+    };
     if starts.len() <= 1 {
-        return vec![spec.clone()];
+        return None;
     }
+    let dirs: HashMap<&str, &LayerEntry> = entries
+        .iter()
+        .filter(|e| matches!(e.kind, EntryKind::Dir))
+        .map(|e| (e.path.as_str(), *e))
+        .collect();
     let n = starts.len();
-    starts
+    let parts = starts
         .iter()
         .enumerate()
         .map(|(i, &from)| {
             let to = starts.get(i + 1).copied().unwrap_or(entries.len());
             LayerSpec {
-                entries: entries[from..to].iter().map(|e| (*e).clone()).collect(),
+                entries: with_ancestors(&entries[from..to], &dirs),
                 created_by: format!("{} (part {} of {n})", spec.created_by, i + 1),
             }
         })
-        .collect()
+        .collect();
+    Some(parts)
 }
 
 /// Bytes an entry takes in the tar: its header and its content in whole blocks.
@@ -73,10 +90,8 @@ fn cut_points(entries: &[&LayerEntry], costs: &[u64], target: u64) -> Vec<usize>
     let mut starts = vec![0];
     let mut held = 0u64;
     for (i, (e, &c)) in entries.iter().zip(costs).enumerate() {
-        let cut = held > 0
-            && ((c >= target / 2 && held >= target / 4)
-                || (held >= target && boundary_hash(&e.path).is_multiple_of(16))
-                || held >= target.saturating_mul(4));
+        let cut = held >= target / 4 && is_boundary(&e.path, c, target)
+            || held >= target.saturating_mul(4);
         if cut {
             starts.push(i);
             held = 0;
@@ -84,6 +99,26 @@ fn cut_points(entries: &[&LayerEntry], costs: &[u64], target: u64) -> Vec<usize>
         held += c;
     }
     starts
+}
+
+/// Whether an entry of `cost` bytes at `path` is a boundary: with probability
+/// `cost / target` (1 from `target` on), decided by the path's hash alone.
+fn is_boundary(path: &str, cost: u64, target: u64) -> bool {
+    if cost >= target {
+        return true;
+    }
+    let threshold = (u128::from(cost) << 64) / u128::from(target);
+    u128::from(mix(fnv1a(path.as_bytes()))) < threshold
+}
+
+/// MurmurHash3's 64-bit finalizer: FNV-1a's high bits barely change between paths that
+/// differ in their last bytes (`f01.js`, `f02.js`), and the comparison above reads them.
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 /// Removes the cuts between a hard link and its target, so both land in one part.
@@ -103,11 +138,26 @@ fn keep_links_together(entries: &[&LayerEntry], starts: &mut Vec<usize>) {
     }
 }
 
-/// FNV-1a of the path: where parts may start does not depend on anything but the path.
-fn boundary_hash(path: &str) -> u64 {
-    path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+/// A part's entries, preceded by the layer's entries for the directories above them
+/// that an earlier part holds.
+fn with_ancestors(part: &[&LayerEntry], dirs: &HashMap<&str, &LayerEntry>) -> Vec<LayerEntry> {
+    let inside: HashSet<&str> = part.iter().map(|e| e.path.as_str()).collect();
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut out = Vec::new();
+    for e in part {
+        let mut path = e.path.as_str();
+        while let Some((parent, _)) = path.rsplit_once('/') {
+            if inside.contains(parent) || !seen.insert(parent) {
+                break;
+            }
+            if let Some(d) = dirs.get(parent) {
+                out.push((*d).clone());
+            }
+            path = parent;
+        }
+    }
+    out.extend(part.iter().map(|e| (*e).clone()));
+    out
 }
 
 #[cfg(test)]
@@ -128,28 +178,29 @@ mod tests {
         }
     }
 
-    fn dir(path: &str) -> LayerEntry {
+    fn dir(path: &str, mode: u32) -> LayerEntry {
         LayerEntry {
             path: path.into(),
             kind: EntryKind::Dir,
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
+            mode,
+            uid: 1000,
+            gid: 1000,
         }
     }
 
-    /// A node_modules-like tree: 100 packages of 30 files of 1-20 KB each (~33 MB),
-    /// unsorted.
+    /// A node_modules-like tree: 100 packages with two subdirectories of 15 files of
+    /// 1-20 KB each (~33 MB), unsorted.
     fn tree() -> LayerSpec {
-        let mut entries = vec![dir("app"), dir("app/node_modules")];
+        let mut entries = vec![dir("app", 0o750), dir("app/node_modules", 0o755)];
         for p in (0..100).rev() {
-            entries.push(dir(&format!("app/node_modules/pkg-{p:03}")));
-            for f in 0..30 {
-                let size = 1000 + ((p * 31 + f * 17) % 20) * 1000;
-                entries.push(file(
-                    &format!("app/node_modules/pkg-{p:03}/f{f:02}.js"),
-                    size,
-                ));
+            entries.push(dir(&format!("app/node_modules/pkg-{p:03}"), 0o700));
+            for sub in ["lib", "src"] {
+                entries.push(dir(&format!("app/node_modules/pkg-{p:03}/{sub}"), 0o755));
+                for f in 0..15 {
+                    let size = 1000 + ((p * 31 + f * 17) % 20) * 1000;
+                    let path = format!("app/node_modules/pkg-{p:03}/{sub}/f{f:02}.js");
+                    entries.push(file(&path, size));
+                }
             }
         }
         LayerSpec {
@@ -162,58 +213,124 @@ mod tests {
         s.entries.iter().map(|e| e.path.as_str()).collect()
     }
 
+    /// A small deterministic generator for the randomized edits.
+    fn xorshift(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+
     #[test]
-    fn parts_hold_every_entry_once_in_archive_order() {
+    fn parts_hold_every_entry_once_plus_the_directories_above_them() {
         let spec = tree();
-        let parts = split(&spec, 1 << 20);
-        assert!(parts.len() >= 4, "{} parts", parts.len());
-        let joined: Vec<&str> = parts.iter().flat_map(paths).collect();
-        let sorted: Vec<&str> = tar_writer::sorted(&spec.entries)
-            .iter()
-            .map(|e| e.path.as_str())
-            .collect();
-        assert_eq!(joined, sorted);
+        let parts = split(&spec, 1 << 20).unwrap();
+        assert!(parts.len() >= 10, "{} parts", parts.len());
         assert_eq!(
             parts[0].created_by,
             format!("COPY . /app (part 1 of {})", parts.len())
         );
-        for p in &parts[..parts.len() - 1] {
-            let bytes: u64 = p.entries.iter().map(cost).sum();
+        let sorted: Vec<&LayerEntry> = tar_writer::sorted(&spec.entries);
+        let mut first: Vec<&LayerEntry> = Vec::new();
+        let mut seen = HashSet::new();
+        for part in &parts {
+            for e in &part.entries {
+                if seen.insert(e.path.clone()) {
+                    first.push(e);
+                } else {
+                    // A repeat is a directory, exactly as the layer has it.
+                    assert!(
+                        sorted.contains(&e) && matches!(e.kind, EntryKind::Dir),
+                        "{e:?}"
+                    );
+                }
+            }
+            // Every directory above an entry of the part is in the part.
+            for e in &part.entries {
+                let mut p = e.path.as_str();
+                while let Some((parent, _)) = p.rsplit_once('/') {
+                    assert!(paths(part).contains(&parent), "{parent} missing above {p}");
+                    p = parent;
+                }
+            }
+        }
+        assert_eq!(first, sorted);
+    }
+
+    #[test]
+    fn parts_are_about_the_target_size() {
+        let parts = split(&tree(), 1 << 20).unwrap();
+        let sizes: Vec<u64> = parts
+            .iter()
+            .map(|p| p.entries.iter().map(cost).sum())
+            .collect();
+        for s in &sizes[..sizes.len() - 1] {
+            // A quarter of the target, and four times it plus an entry and the
+            // repeated directories.
             assert!(
-                (1 << 20..=4 << 20).contains(&bytes),
-                "part of {bytes} bytes"
+                (256 << 10..=(4 << 20) + (64 << 10)).contains(s),
+                "{sizes:?}"
             );
         }
     }
 
     #[test]
-    fn an_edit_changes_only_the_part_holding_the_file() {
-        let before = split(&tree(), 1 << 20);
-        let mut edited = tree();
-        let victim = "app/node_modules/pkg-067/f05.js";
-        for e in &mut edited.entries {
-            if e.path == victim
-                && let EntryKind::File { size, .. } = &mut e.kind
-            {
-                *size += 5000;
-            }
-        }
-        let after = split(&edited, 1 << 20);
-        assert_eq!(before.len(), after.len());
-        let changed: Vec<usize> = (0..before.len())
-            .filter(|&i| before[i] != after[i])
+    fn edits_and_added_files_change_the_part_holding_them() {
+        let spec = tree();
+        let before = split(&spec, 1 << 20).unwrap();
+        let files: Vec<usize> = (0..spec.entries.len())
+            .filter(|&i| matches!(spec.entries[i].kind, EntryKind::File { .. }))
             .collect();
-        assert_eq!(changed.len(), 1, "parts changed: {changed:?}");
-        assert!(paths(&after[changed[0]]).contains(&victim));
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let (mut one, trials) = (0, 300);
+        for t in 0..trials {
+            let mut edited = spec.clone();
+            let victim = if t % 3 == 0 {
+                // An added file of up to 64 KB.
+                let path = format!(
+                    "app/node_modules/pkg-{:03}/lib/new.js",
+                    xorshift(&mut x) % 100
+                );
+                edited.entries.push(file(&path, xorshift(&mut x) % 65536));
+                path
+            } else {
+                // A file grown or shrunk by up to 16 KB.
+                let e = &mut edited.entries[files[xorshift(&mut x) as usize % files.len()]];
+                if let EntryKind::File { size, .. } = &mut e.kind {
+                    *size = (*size + xorshift(&mut x) % 16384).saturating_sub(8192);
+                }
+                e.path.clone()
+            };
+            let after = split(&edited, 1 << 20).unwrap();
+            let changed: Vec<&LayerSpec> = after
+                .iter()
+                .filter(|p| !before.iter().any(|b| b.entries == p.entries))
+                .collect();
+            assert!(changed.iter().any(|p| paths(p).contains(&victim.as_str())));
+            assert!(
+                changed.len() <= 2,
+                "trial {t}: {} parts changed",
+                changed.len()
+            );
+            one += usize::from(changed.len() == 1);
+        }
+        assert!(
+            one * 100 >= trials * 90,
+            "one part changed in {one}/{trials}"
+        );
     }
 
     #[test]
     fn small_layers_are_left_whole() {
         let spec = LayerSpec {
-            entries: vec![dir("app"), file("app/a", 100), file("app/b", 300_000)],
+            entries: vec![
+                dir("app", 0o755),
+                file("app/a", 100),
+                file("app/b", 300_000),
+            ],
             created_by: "COPY . /app".into(),
         };
-        assert_eq!(split(&spec, 1 << 20), vec![spec]);
+        assert_eq!(split(&spec, 1 << 20), None);
     }
 
     #[test]
@@ -223,12 +340,16 @@ mod tests {
         spec.entries.push(file(asset, 3 << 20));
         // At the very start the part holds too little to end: the asset joins it.
         spec.entries.push(file("app/0-asset.bin", 3 << 20));
-        let parts = split(&spec, 2 << 20);
+        let parts = split(&spec, 2 << 20).unwrap();
         let at = parts
             .iter()
             .position(|p| paths(p).contains(&asset))
             .unwrap();
-        assert_eq!(parts[at].entries[0].path, asset);
+        let own: Vec<&str> = paths(&parts[at])
+            .into_iter()
+            .filter(|p| !p.ends_with("pkg-050") && !p.ends_with("node_modules") && *p != "app")
+            .collect();
+        assert_eq!(own[0], asset);
         assert_eq!(paths(&parts[0])[..2], ["app", "app/0-asset.bin"]);
     }
 
@@ -243,33 +364,35 @@ mod tests {
         };
         let (near, near_target) = (
             "app/node_modules/pkg-051/l",
-            "/app/node_modules/pkg-047/f00.js",
+            "/app/node_modules/pkg-047/lib/f00.js",
         );
         let mut spec = tree();
         spec.entries.push(link(near, near_target));
-        let parts = split(&spec, 1 << 20);
+        let parts = split(&spec, 1 << 20).unwrap();
         let holder = |p: &str| parts.iter().position(|s| paths(s).contains(&p)).unwrap();
         assert_eq!(holder(near), holder(&near_target[1..]));
         assert!(parts.len() > 4, "{} parts", parts.len());
-        // A link across the whole layer leaves it whole, exactly as given.
+        // A link across the whole layer leaves it whole.
         spec.entries.push(link(
             "app/node_modules/pkg-099/l",
-            "app/node_modules/pkg-000/f00.js",
+            "app/node_modules/pkg-000/lib/f00.js",
         ));
-        assert_eq!(split(&spec, 1 << 20), vec![spec]);
+        assert_eq!(split(&spec, 1 << 20), None);
     }
 
     #[test]
     fn part_count_is_capped() {
-        let entries = (0..200)
-            .map(|i| file(&format!("big/{i:03}"), 1 << 20))
+        // Files of half the target each start a part of their own: 128 of them would
+        // be 128 parts.
+        let entries = (0..128)
+            .map(|i| file(&format!("big/{i:03}"), 16 << 20))
             .collect();
         let spec = LayerSpec {
             entries,
             created_by: "COPY big /big".into(),
         };
-        let parts = split(&spec, 1);
-        assert!(parts.len() as u64 <= MAX_PARTS, "{} parts", parts.len());
-        assert!(parts.len() >= 2);
+        let parts = split(&spec, 32 << 20).unwrap();
+        assert!(parts.len() <= MAX_PARTS, "{} parts", parts.len());
+        assert!(parts.len() >= 16, "{} parts", parts.len());
     }
 }

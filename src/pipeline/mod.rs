@@ -124,7 +124,7 @@ pub async fn build(
             .await
             .map_err(|e| PipelineError::Internal(format!("recipe task failed: {e}")))?;
             let _ = probed_tx.send(true);
-            for spec in &specs {
+            for spec in specs {
                 memo.build_parts(&builder, spec, &progress).await?;
             }
             Ok::<(), PipelineError>(())
