@@ -5,6 +5,7 @@ pub mod assemble;
 pub mod base;
 pub mod base_files;
 pub mod copy;
+pub mod early;
 pub mod error;
 pub mod stages;
 
@@ -105,7 +106,7 @@ pub async fn build(
     // Fresh layers start uploading to the first registry destination while they are
     // compressed; the push then only checks them off.
     let early = settings.destinations.iter().find_map(|d| match d {
-        Destination::Registry(r) => Some(stages::EarlyPush::new(&registries, r, progress)),
+        Destination::Registry(r) => Some(early::EarlyPush::new(&registries, r, progress)),
         _ => None,
     });
     let memo = stages::LayerMemo::new(early.clone(), Some(walks.clone()), settings.split_layers);
@@ -306,7 +307,7 @@ async fn resolve_roots(
 async fn deliver(
     artifact: &Artifact,
     destinations: &[Destination],
-    early: Option<&stages::EarlyPush>,
+    early: Option<&early::EarlyPush>,
     registries: &Registries,
     cache: &BlobCache,
     progress: &Progress,

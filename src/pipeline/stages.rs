@@ -10,17 +10,22 @@ use futures::StreamExt as _;
 use tokio::sync::OnceCell;
 
 use super::base::{self, ResolvedBase};
+use super::early::EarlyPush;
 use super::{PipelineError, assemble, copy};
 use crate::context::tree::WalkMemo;
-use crate::image::{Digest, Platform, Reference, time};
+use crate::image::{Platform, time};
 use crate::layer::split;
-use crate::layer::spool::{self, SpoolWatch};
+use crate::layer::spool;
 use crate::layer::stat_index::StatHints;
 use crate::layer::{BlobCache, BuiltLayer, LayerBuilder, LayerSpec};
 use crate::progress::{Progress, human_bytes};
 use crate::recipe::{Base, CopySource, Recipe, Step};
 use crate::registry::Registries;
 use crate::sink::BuiltImage;
+
+/// Parts of a split layer built at once: the next part's members fill the cores while
+/// the last members of the previous one are still compressing.
+const PARTS_IN_FLIGHT: usize = 2;
 
 /// Layers built in this run, by spec: identical COPY layers across stages and platforms
 /// are built once.
@@ -38,97 +43,6 @@ pub struct LayerMemo {
 type LayerCell = Arc<OnceCell<BuiltLayer>>;
 /// A layer spec of this run and the cell its layer is built into.
 type Memoized = (Arc<LayerSpec>, LayerCell);
-
-/// Uploads of freshly built layers to the first registry destination, started while the
-/// layer is still being compressed (see `layer::spool`). The push later counts what they
-/// committed and uploads the rest as usual; a failed early upload is only logged.
-#[derive(Clone)]
-pub struct EarlyPush {
-    registries: Registries,
-    target: Reference,
-    progress: Progress,
-    uploads: Arc<Mutex<Vec<EarlyTask>>>,
-    /// Set once the bases resolved: a run that fails there sends nothing, and asks for
-    /// no push credentials.
-    go: Arc<tokio::sync::watch::Sender<bool>>,
-}
-
-/// Layers smaller than this are pushed after the build as usual: their upload is short,
-/// and the ordinary push's HEAD-first order is kept for them. (Small enough that the
-/// parts of a split layer, ~10-20 MB compressed at `--split-layers 32M`, go early.)
-const EARLY_MIN: u64 = 4 << 20;
-/// Parts of a split layer built at once: the next part's members fill the cores while
-/// the last members of the previous one are still compressing.
-const PARTS_IN_FLIGHT: usize = 2;
-
-type EarlyTask = tokio::task::JoinHandle<Option<(Digest, u64)>>;
-
-impl EarlyPush {
-    pub fn new(registries: &Registries, target: &Reference, progress: &Progress) -> Self {
-        EarlyPush {
-            registries: registries.clone(),
-            target: target.clone(),
-            progress: progress.clone(),
-            uploads: Arc::default(),
-            go: Arc::new(tokio::sync::watch::Sender::new(false)),
-        }
-    }
-
-    /// Lets the early uploads start (the bases resolved).
-    pub fn go(&self) {
-        self.go.send_replace(true);
-    }
-
-    /// The repository the early uploads go to.
-    pub fn target(&self) -> &Reference {
-        &self.target
-    }
-
-    /// Starts uploading the blob `watch` reports once a freshly compressed member shows
-    /// up (a blob made only of cached members was most likely pushed before).
-    fn start(&self, mut watch: SpoolWatch) {
-        let (regs, target, progress) = (
-            self.registries.clone(),
-            self.target.clone(),
-            self.progress.clone(),
-        );
-        let mut go = self.go.subscribe();
-        let task = tokio::spawn(async move {
-            if !watch.wait_fresh(EARLY_MIN).await || go.wait_for(|g| *g).await.is_err() {
-                return None;
-            }
-            match regs.push_blob_growing(&target, watch.growing()).await {
-                Ok(done) => Some(done),
-                Err(e) => {
-                    progress.debug(format_args!(
-                        "early upload to {} failed ({}); pushing after the build",
-                        target.name(),
-                        e.summary()
-                    ));
-                    None
-                }
-            }
-        });
-        if let Ok(mut u) = self.uploads.lock() {
-            u.push(task);
-        }
-    }
-
-    /// Waits for every early upload: the blobs committed, with their sizes.
-    pub async fn finish(&self) -> HashMap<Digest, u64> {
-        let tasks: Vec<EarlyTask> = match self.uploads.lock() {
-            Ok(mut u) => u.drain(..).collect(),
-            Err(_) => Vec::new(),
-        };
-        let mut done = HashMap::new();
-        for t in tasks {
-            if let Ok(Some((d, n))) = t.await {
-                done.insert(d, n);
-            }
-        }
-        done
-    }
-}
 
 impl LayerMemo {
     /// A memo whose fresh layers are also uploaded to `early` (if any) while they are
