@@ -15,8 +15,6 @@ use std::fs::{self, File};
 use std::os::unix::fs::FileExt as _;
 use std::sync::Mutex;
 
-use sha2::{Digest as _, Sha256};
-
 use super::{BlobCache, Codec, LayerError};
 use crate::image::Digest;
 
@@ -105,7 +103,10 @@ impl<'a> MemberCache<'a> {
             packed.len = self.codec.compress_into(data, out)?;
             return Ok(packed);
         }
-        let key = format!("{}-{}", hex::encode(Sha256::digest(data)), self.codec.tag());
+        // BLAKE3, not SHA-256: the key hashes every byte of the layer once more, and BLAKE3
+        // does that ~4x faster here (AVX-512) with the same collision resistance. The
+        // `b3-` prefix keeps these records apart from the older SHA-256-named ones.
+        let key = format!("b3-{}-{}", blake3::hash(data).to_hex(), self.codec.tag());
         if let Ok(mut claims) = self.claims.lock() {
             let first = claims.entry(key.clone()).or_insert(index);
             // Only an earlier member: the writer has it (or will, before this one).
