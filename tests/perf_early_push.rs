@@ -2,7 +2,8 @@
 //! push only checks it off. What the registry serves must still be exactly the image
 //! built (unpacked with skopeo + umoci, digests checked), the metadata file's byte counts
 //! must stay honest, and a rebuild whose members all come from the cache is pushed the
-//! ordinary way (HEAD first), so nothing is sent twice to a repository that has it.
+//! ordinary way (HEAD first), so nothing is sent twice to a repository that has it; so is
+//! a rebuild with an empty cache to a tag that exists (a CI job without a kept cache).
 
 mod common;
 
@@ -92,6 +93,18 @@ fn large_layer_is_uploaded_while_built_and_served_intact() {
 
     // And to the first one: its tag is current, nothing is sent at all.
     let out = run(&dest);
+    assert_eq!(expect_dest_lines(&out, &[&dest]).remove(0), digest);
+    assert_eq!(read_json(&meta)["destinations"][0]["bytesUploaded"], 0);
+
+    // A CI job without a kept cache: everything is compressed afresh, but the tag exists,
+    // so nothing goes up early and the ordinary push finds every blob there.
+    std::fs::remove_dir_all(env.cache_home().join("ocibuild")).unwrap();
+    let out = run(&dest);
+    assert!(
+        !out.stderr.contains("(while it was built)"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(expect_dest_lines(&out, &[&dest]).remove(0), digest);
     assert_eq!(read_json(&meta)["destinations"][0]["bytesUploaded"], 0);
 }

@@ -43,6 +43,11 @@ impl BlobCache {
         std::env::temp_dir().join("ocibuild-cache")
     }
 
+    /// Whether no blob is cached (a new or wiped cache).
+    pub fn holds_no_blobs(&self) -> bool {
+        fs::read_dir(self.root.join("blobs/sha256")).map_or(true, |mut d| d.next().is_none())
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -24,6 +24,13 @@ pub struct EarlyPush {
     go: Arc<tokio::sync::watch::Sender<bool>>,
     /// At most the registry's transfer count at once (a split layer has many parts).
     slots: Arc<tokio::sync::Semaphore>,
+    /// The cache held no blobs when the run began (a CI job without a kept cache): every
+    /// member is "fresh", and a fresh layer says nothing about the registry lacking it.
+    cold_cache: bool,
+    /// With a cold cache: whether early uploads go ahead, decided once, by whether the
+    /// destination tag exists (then its layers are most likely there already, and the
+    /// ordinary push asks for each first).
+    allowed: Arc<tokio::sync::OnceCell<bool>>,
 }
 
 /// Layers smaller than this are pushed after the build as usual: their upload is short,
@@ -34,7 +41,12 @@ const EARLY_MIN: u64 = 4 << 20;
 type EarlyTask = tokio::task::JoinHandle<Option<(Digest, u64)>>;
 
 impl EarlyPush {
-    pub fn new(registries: &Registries, target: &Reference, progress: &Progress) -> Self {
+    pub fn new(
+        registries: &Registries,
+        target: &Reference,
+        progress: &Progress,
+        cold_cache: bool,
+    ) -> Self {
         EarlyPush {
             registries: registries.clone(),
             target: target.clone(),
@@ -42,6 +54,8 @@ impl EarlyPush {
             uploads: Arc::default(),
             go: Arc::new(tokio::sync::watch::Sender::new(false)),
             slots: Arc::new(tokio::sync::Semaphore::new(registries.jobs().max(1))),
+            cold_cache,
+            allowed: Arc::default(),
         }
     }
 
@@ -64,9 +78,16 @@ impl EarlyPush {
             self.progress.clone(),
         );
         let mut go = self.go.subscribe();
-        let slots = self.slots.clone();
+        let (slots, allowed) = (self.slots.clone(), self.allowed.clone());
+        let cold_cache = self.cold_cache;
         let task = tokio::spawn(async move {
-            if !watch.wait_fresh(EARLY_MIN).await || go.wait_for(|g| *g).await.is_err() {
+            if !watch.wait_fresh(EARLY_MIN).await
+                || go.wait_for(|g| *g).await.is_err()
+                || cold_cache
+                    && !*allowed
+                        .get_or_init(|| absent(&regs, &target, &progress))
+                        .await
+            {
                 return None;
             }
             // A layer waiting for a slot keeps being written; its upload starts with
@@ -103,4 +124,18 @@ impl EarlyPush {
         }
         done
     }
+}
+
+/// Whether `target` does not exist yet (with a cold cache, early uploads go ahead only
+/// then: an existing tag's layers are most likely in the registry already, and the
+/// ordinary push asks for each before sending it).
+async fn absent(regs: &Registries, target: &Reference, progress: &Progress) -> bool {
+    let exists = matches!(regs.manifest_digest(target).await, Ok(Some(_)));
+    if exists {
+        progress.debug(format_args!(
+            "the cache is empty and {target} exists: layers are pushed after the build, \
+             each asked for first"
+        ));
+    }
+    !exists
 }

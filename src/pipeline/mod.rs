@@ -96,6 +96,8 @@ pub async fn build(
     };
     let registries = Registries::new(settings.registry.clone(), progress.clone())?;
     let cache = BlobCache::open(&settings.cache_dir)?;
+    // Read before anything is built: whether this run starts without cached blobs.
+    let cold_cache = cache.holds_no_blobs();
     let builder = LayerBuilder {
         cache: cache.clone(),
         codec: settings.codec,
@@ -106,7 +108,9 @@ pub async fn build(
     // Fresh layers start uploading to the first registry destination while they are
     // compressed; the push then only checks them off.
     let early = settings.destinations.iter().find_map(|d| match d {
-        Destination::Registry(r) => Some(early::EarlyPush::new(&registries, r, progress)),
+        Destination::Registry(r) => {
+            Some(early::EarlyPush::new(&registries, r, progress, cold_cache))
+        }
         _ => None,
     });
     let memo = stages::LayerMemo::new(early.clone(), Some(walks.clone()), settings.split_layers);
