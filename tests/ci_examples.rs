@@ -190,6 +190,23 @@ fn node_example_builds_with_its_script() {
             std::fs::read(app.join(f)).unwrap(),
         );
     }
+
+    // SPLIT passes --split-layers (a size under 1M is refused, which shows it arrives);
+    // a layer this small is left whole: the same image.
+    let split = reg.reference("server-split:latest");
+    let with_split = |size: &str| {
+        let mut cmd = Command::new(examples().join("node-server/build.sh"));
+        with_env(&mut cmd, &env)
+            .env("OCIBUILD", common::ocibuild_bin())
+            .env("BASE", &base)
+            .env("IMAGE", &split)
+            .env("SPLIT", size)
+            .current_dir(env.work());
+        common::run(&mut cmd)
+    };
+    with_split("100K").assert_failure(2, &["--split-layers"]);
+    let out = with_split("1M");
+    assert_eq!(expect_dest_lines(&out, &[&split]).remove(0), digest);
 }
 
 /// The Gradle example cannot run here (no Gradle), so its `commandLine(…)` is read out of

@@ -4,6 +4,7 @@
 #
 #   IMAGE=myregistry.com:5000/server ./build.sh
 #   PLATFORM=linux/amd64,linux/arm64 ./build.sh
+#   SPLIT=32M ./build.sh      (a big node_modules: an edit re-uploads one ~32 MB part)
 set -eu
 cd "$(dirname "$0")"
 
@@ -19,5 +20,8 @@ set -- app \
     -t "$IMAGE"
 if [ -n "${PLATFORM:-}" ]; then
     set -- "$@" --platform "$PLATFORM"
+fi
+if [ -n "${SPLIT:-}" ]; then
+    set -- "$@" --split-layers "$SPLIT"
 fi
 exec "$OCIBUILD" "$@"
