@@ -167,3 +167,50 @@ fn damaged_records_and_blobs_are_misses() {
     let bytes = std::fs::read(&repaired.path).unwrap();
     assert_eq!(ocibuild::image::Digest::of(&bytes), first.digest);
 }
+
+/// A blob over the always-re-hashed size (1 MiB), damaged with its mtime restored: its
+/// ctime gives it away, so it is re-hashed, removed and rebuilt rather than trusted.
+#[test]
+fn a_large_blob_rewritten_behind_a_restored_mtime_is_rehashed() {
+    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut spec = context(src.path(), false);
+    // 3 MB that do not compress: the blob is well over 1 MiB.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..3_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    let path = src.path().join("noise.bin");
+    std::fs::write(&path, &noise).unwrap();
+    set_mtime(&path, old());
+    spec.entries.push(LayerEntry {
+        path: "app/noise.bin".into(),
+        kind: EntryKind::File {
+            source: path,
+            size: noise.len() as u64,
+        },
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+    });
+    let b = builder(cache.path());
+    let first = b.build(&spec).unwrap();
+    assert!(first.size > 2 << 20, "blob of {} bytes", first.size);
+    assert!(b.build(&spec).unwrap().unchanged);
+
+    let meta = std::fs::metadata(&first.path).unwrap();
+    let mut blob = std::fs::read(&first.path).unwrap();
+    let at = blob.len() / 2;
+    blob[at] ^= 0xff;
+    std::fs::write(&first.path, &blob).unwrap();
+    set_mtime(&first.path, meta.modified().unwrap());
+    let repaired = b.build(&spec).unwrap();
+    assert!(!repaired.unchanged);
+    same_layer(&first, &repaired);
+    let bytes = std::fs::read(&repaired.path).unwrap();
+    assert_eq!(ocibuild::image::Digest::of(&bytes), first.digest);
+}

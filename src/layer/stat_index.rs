@@ -18,10 +18,11 @@
 //!   bytes. Only the mtime matters: a write sets it to "now", so an older recorded mtime
 //!   (e.g. set by `touch -d` or `cp -p`) can never equal a later write's;
 //! * on a hit, the cached blob is re-hashed ([`BlobCache::verify`], which deletes a corrupt
-//!   blob) when it is small (≤ 32 MiB) or no longer has the size, mtime and inode it had
-//!   when the record was written; a mismatch is a miss, so a damaged blob is rebuilt, not
-//!   pushed. A large blob damaged behind the file system's back (same mtime) is caught by
-//!   the registry, which checks the digest of every upload.
+//!   blob) when it is small (≤ 1 MiB) or no longer has the size, mtime, ctime and inode
+//!   it had when the record was written; a mismatch is a miss, so a damaged blob is
+//!   rebuilt, not pushed. A larger blob damaged behind the file system's back (bit rot:
+//!   same mtime and ctime) is caught by the registry, which checks the digest of every
+//!   upload.
 
 use std::fs;
 use std::io::Write;
@@ -39,11 +40,13 @@ use crate::image::Digest;
 /// Files modified this close to (or after) the stat are never trusted by the next build.
 pub const RACY_WINDOW_NS: i128 = 2_000_000_000;
 /// Bumped whenever the same spec may give other layer bytes (OCBSTAT2: large files start
-/// their own member), so an older record is a miss rather than an older digest.
-const MAGIC: &[u8; 8] = b"OCBSTAT2";
-/// Blobs up to this size are re-hashed on every hit (≤ ~25 ms); larger ones only when their
-/// size, mtime or inode differ from the record's.
-const ALWAYS_VERIFY: u64 = 32 << 20;
+/// their own member), or the record's layout changes (OCBSTAT3: the blob's ctime), so an
+/// older record is a miss rather than an older digest.
+const MAGIC: &[u8; 8] = b"OCBSTAT3";
+/// Blobs up to this size are re-hashed on every hit (≤ 1 ms); larger ones only when their
+/// size, mtime, ctime or inode differ from the record's. (It was 32 MiB: with
+/// `--split-layers` every part is that small, and a no-op re-hashed the whole layer.)
+const ALWAYS_VERIFY: u64 = 1 << 20;
 /// The spec's fields are hashed in runs of about this many bytes.
 const FIELDS_BUFFER: usize = 64 << 10;
 /// A stat field value that no real file has: recorded for racy files.
@@ -251,8 +254,16 @@ impl<'a> StatIndex<'a> {
     }
 }
 
-fn blob_stat(m: &fs::Metadata) -> [u64; 3] {
-    [m.mtime() as u64, m.mtime_nsec() as u64, m.ino()]
+/// What says the blob file was not written since the record: no tool can set the ctime
+/// back, so a write with the mtime restored still shows.
+fn blob_stat(m: &fs::Metadata) -> [u64; 5] {
+    [
+        m.mtime() as u64,
+        m.mtime_nsec() as u64,
+        m.ctime() as u64,
+        m.ctime_nsec() as u64,
+        m.ino(),
+    ]
 }
 
 /// Stats every source on up to `jobs` threads; racy files get a never-matching stat.
@@ -297,7 +308,7 @@ fn stat_all(
 #[derive(Clone)]
 struct Record {
     layer: BuiltLayer,
-    blob: [u64; 3],
+    blob: [u64; 5],
     files: Vec<FileStat>,
 }
 
@@ -339,10 +350,10 @@ impl Record {
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
             .collect();
-        let [size, tar_size, members, b0, b1, b2, count] = *nums.get(..7)? else {
+        let [size, tar_size, members, b0, b1, b2, b3, b4, count] = *nums.get(..9)? else {
             return None;
         };
-        let flat = nums.get(7..)?;
+        let flat = nums.get(9..)?;
         if flat.len() as u64 != count.checked_mul(6)? {
             return None;
         }
@@ -362,7 +373,7 @@ impl Record {
                 members_reused: 0,
                 unchanged: false,
             },
-            blob: [b0, b1, b2],
+            blob: [b0, b1, b2, b3, b4],
             files,
         })
     }
