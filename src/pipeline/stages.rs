@@ -37,7 +37,13 @@ pub struct LayerMemo {
     walks: Option<WalkMemo>,
     /// `--split-layers`: the part size a large layer is split into.
     split: Option<u64>,
+    /// The splits made in this run: the probe's recipe and every platform's ask for the
+    /// same specs, and splitting a 20,000-entry layer takes tens of milliseconds.
+    splits: Arc<Mutex<Vec<Split>>>,
 }
+
+/// A spec and its parts (`None`: left whole).
+type Split = (Arc<LayerSpec>, Option<Vec<LayerSpec>>);
 
 /// One layer of the memo: filled once, by the first caller; the others wait for it.
 type LayerCell = Arc<OnceCell<BuiltLayer>>;
@@ -53,6 +59,7 @@ impl LayerMemo {
             early,
             walks,
             split,
+            splits: Arc::default(),
         }
     }
 
@@ -64,7 +71,7 @@ impl LayerMemo {
         spec: LayerSpec,
         progress: &Progress,
     ) -> Result<Vec<(Step, BuiltLayer)>, PipelineError> {
-        let Some(parts) = self.split.and_then(|size| split::split(&spec, size)) else {
+        let Some(parts) = self.split.and_then(|size| self.split_once(&spec, size)) else {
             let layer = self.build(builder, &spec, progress).await?;
             return Ok(vec![(Step::Layer(spec), layer)]);
         };
@@ -84,6 +91,17 @@ impl LayerMemo {
             }
         }
         Ok(parts.into_iter().map(Step::Layer).zip(built).collect())
+    }
+
+    /// `spec`'s parts, split once per run.
+    fn split_once(&self, spec: &LayerSpec, size: u64) -> Option<Vec<LayerSpec>> {
+        let lock = || self.splits.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, parts)) = lock().iter().find(|(s, _)| **s == *spec) {
+            return parts.clone();
+        }
+        let parts = split::split(spec, size);
+        lock().push((Arc::new(spec.clone()), parts.clone()));
+        parts
     }
 
     /// The cell of `spec`: the same one for every caller, so a layer being built is
