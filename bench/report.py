@@ -115,6 +115,14 @@ row(
     None,
     f"{cold_split / cold:.2f}x cold",
 )
+noop_split = med("noopsplit", "wall")
+row(
+    "noopsplit",
+    f"no-op rebuild, --split-layers {split}",
+    "reference",
+    None,
+    f"{100 * noop_split / cold_split:.1f}% of cold split, {noop_split / noop:.2f}x no-op",
+)
 edit_split = med("editsplit", "wall")
 split_recomp = max((r["recomp"] or 0 for r in rows["editsplit"]), default=0)
 row(

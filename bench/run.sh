@@ -27,8 +27,9 @@
 #                                                                0 uploaded
 #   fresh   a copy of the context (new mtimes, inodes)   target: same digest, 0 compressed
 #   edit    one 5 KB file edited                         target: <=25 % of cold, <=2 members
-#   coldsplit, editsplit  cold and edit again with --split-layers $BENCH_SPLIT (default 32M):
-#           the layer in parts, so an edit uploads one part    target: <=25 % of cold
+#   coldsplit, noopsplit, editsplit  cold, no-op and edit again with --split-layers
+#           $BENCH_SPLIT (default 32M): the layer in parts, so an edit uploads one part
+#                                                        target (edit): <=25 % of cold
 #   3plat   cold, 3 platforms (base is a 3-platform index) target: <=1.2x cold
 #   bigfile one sparse 4 GB file (1 MiB of data every 64 MiB), cold   target: RSS <=150 MB
 #
@@ -237,6 +238,11 @@ for i in $(seq "$RUNS"); do
     log "cold, --split-layers $SPLIT $i/$RUNS"
     rm -rf "$W/cache-split-$i"
     ocibuild coldsplit "$i" "$W/ctx" "$W/cache-split-$i" "$REG/apps-$i:latest" "$HOST" \
+        --split-layers "$SPLIT"
+done
+for i in $(seq "$RUNS"); do
+    log "no-op, --split-layers $SPLIT $i/$RUNS"
+    ocibuild noopsplit "$i" "$W/ctx" "$W/cache-split-$RUNS" "$REG/apps-$RUNS:latest" "$HOST" \
         --split-layers "$SPLIT"
 done
 for i in $(seq "$RUNS"); do
