@@ -107,4 +107,16 @@ fn large_layer_is_uploaded_while_built_and_served_intact() {
     );
     assert_eq!(expect_dest_lines(&out, &[&dest]).remove(0), digest);
     assert_eq!(read_json(&meta)["destinations"][0]["bytesUploaded"], 0);
+
+    // `--no-cache` compresses everything afresh too: the same rule.
+    let mut a = args(&dest);
+    a.push("--no-cache".into());
+    let out = env.run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    out.assert_success();
+    assert!(
+        !out.stderr.contains("(while it was built)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(read_json(&meta)["destinations"][0]["bytesUploaded"], 0);
 }

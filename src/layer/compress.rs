@@ -26,7 +26,7 @@ const RECORD: usize = 4 + 4 + 8 + 8 + 64 + 4;
 /// codec more than doubles them.
 const MAX_PACKED: usize = 2 * super::chunker::HARD_MAX_MEMBER;
 
-/// Cache of compressed members keyed by the SHA-256 of their uncompressed bytes and the codec.
+/// Cache of compressed members keyed by the BLAKE3 of their uncompressed bytes and the codec.
 /// (The CRC-32 guards against damage and costs ~1 % of hashing; the key is what must be
 /// collision-resistant.)
 pub struct MemberCache<'a> {

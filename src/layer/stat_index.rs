@@ -22,7 +22,8 @@
 //!   it had when the record was written; a mismatch is a miss, so a damaged blob is
 //!   rebuilt, not pushed. A larger blob damaged behind the file system's back (bit rot:
 //!   same mtime and ctime) is caught by the registry, which checks the digest of every
-//!   upload.
+//!   upload, and by the file destinations, which check it while copying
+//!   (`sink::verified`): the build then fails with the file named, never writes it.
 
 use std::fs;
 use std::io::Write;
@@ -216,10 +217,12 @@ impl<'a> StatIndex<'a> {
             // corrupt blob is deleted by verify, and rebuilt by the caller).
             self.cache.verify(&record.layer.digest).ok()?;
             let fresh = fs::metadata(&blob).ok()?;
-            let _ = self.write(&Record {
-                blob: blob_stat(&fresh),
-                ..record.clone()
-            });
+            if blob_stat(&fresh) != record.blob {
+                let _ = self.write(&Record {
+                    blob: blob_stat(&fresh),
+                    ..record.clone()
+                });
+            }
         }
         Some(BuiltLayer {
             path: blob,

@@ -130,7 +130,17 @@ impl EarlyPush {
 /// then: an existing tag's layers are most likely in the registry already, and the
 /// ordinary push asks for each before sending it).
 async fn absent(regs: &Registries, target: &Reference, progress: &Progress) -> bool {
-    let exists = matches!(regs.manifest_digest(target).await, Ok(Some(_)));
+    let exists = match regs.manifest_digest(target).await {
+        Ok(found) => found.is_some(),
+        Err(e) => {
+            // Not knowing is not a reason to wait: the push after the build reports it.
+            progress.debug(format_args!(
+                "looking up {target} before uploading early: {}",
+                e.summary()
+            ));
+            false
+        }
+    };
     if exists {
         progress.debug(format_args!(
             "the cache is empty and {target} exists: layers are pushed after the build, \

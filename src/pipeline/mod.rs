@@ -96,8 +96,9 @@ pub async fn build(
     };
     let registries = Registries::new(settings.registry.clone(), progress.clone())?;
     let cache = BlobCache::open(&settings.cache_dir)?;
-    // Read before anything is built: whether this run starts without cached blobs.
-    let cold_cache = cache.holds_no_blobs();
+    // Read before anything is built: whether this run starts without cached blobs (or
+    // ignores them): then a fresh layer says nothing about what the registry has.
+    let cold_cache = settings.no_cache || cache.holds_no_blobs();
     let builder = LayerBuilder {
         cache: cache.clone(),
         codec: settings.codec,

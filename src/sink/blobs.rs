@@ -11,6 +11,7 @@ use std::sync::Arc;
 use futures::stream::{self, StreamExt, TryStreamExt};
 
 use super::atomic::io_err;
+use super::verified::Verified;
 use super::{Artifact, Blob, BlobSource, BuiltImage, SinkError};
 use crate::image::{Descriptor, Digest, Reference};
 use crate::layer::BlobCache;
@@ -36,6 +37,7 @@ impl LocalBlob {
         match &self.data {
             LocalData::File(p) => {
                 let f = fs::File::open(p).map_err(io_err(p))?;
+                let f = Verified::new(f, &self.descriptor.digest, self.descriptor.size, p.clone());
                 Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
             }
             LocalData::Bytes(b) => Ok(Box::new(io::Cursor::new(SharedBytes(b.clone())))),
@@ -214,18 +216,23 @@ pub fn short(digest: &Digest) -> String {
     format!("sha256:{}", &digest.hex()[..12])
 }
 
-/// Copies a blob's bytes to `out`, checking they are exactly as long as its descriptor
-/// says (a cache file that does not match its manifest must not end up in an image).
+/// Copies a blob's bytes to `out`, checking they are exactly the bytes its descriptor
+/// names (a cache file that does not match its manifest must not end up in an image:
+/// see `verified`).
 pub fn copy_checked(
     blob: &LocalBlob,
     out: &mut fs::File,
     out_path: &Path,
 ) -> Result<(), SinkError> {
     let copied = match &blob.data {
-        // File → File lets std use copy_file_range (a reflink on btrfs/xfs).
+        // Read through the digest check (no copy_file_range: the bytes must be seen).
         LocalData::File(p) => {
-            let mut f = fs::File::open(p).map_err(io_err(p))?;
-            io::copy(&mut f, out).map_err(io_err(out_path))?
+            let f = fs::File::open(p).map_err(io_err(p))?;
+            let mut f = Verified::new(f, &blob.descriptor.digest, blob.descriptor.size, p.clone());
+            io::copy(&mut f, out).map_err(|e| match e.kind() {
+                io::ErrorKind::InvalidData => io_err(p)(e),
+                _ => io_err(out_path)(e),
+            })?
         }
         LocalData::Bytes(b) => {
             io::Write::write_all(out, b).map_err(io_err(out_path))?;
@@ -345,5 +352,26 @@ mod tests {
         blob.descriptor.size = 4;
         let err = copy_checked(&blob, &mut out, &out_path).unwrap_err();
         assert!(err.to_string().contains("descriptor says 4"), "{err}");
+    }
+
+    #[test]
+    fn copy_checked_refuses_a_damaged_cache_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cached = dir.path().join("cached");
+        fs::write(&cached, b"abd").unwrap();
+        let out_path = dir.path().join("out");
+        let mut out = fs::File::create(&out_path).unwrap();
+        let mut blob = LocalBlob {
+            descriptor: Descriptor::new("x", Digest::of(b"abc"), 3),
+            data: LocalData::File(cached.clone()),
+        };
+        let err = copy_checked(&blob, &mut out, &out_path).unwrap_err();
+        assert!(err.to_string().contains("damaged"), "{err}");
+        // And through `open`, as the archive sinks read.
+        let mut sink = Vec::new();
+        assert!(blob.open().unwrap().read_to_end(&mut sink).is_err());
+        fs::write(&cached, b"abc").unwrap();
+        blob.data = LocalData::File(cached);
+        copy_checked(&blob, &mut out, &out_path).unwrap();
     }
 }

@@ -19,6 +19,7 @@ pub mod registry;
 pub mod tarball;
 #[cfg(test)]
 mod testkit;
+pub mod verified;
 
 use std::path::PathBuf;
 use std::sync::Arc;
