@@ -16,6 +16,15 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
 
+/// The run uploaded nothing while building (its layers went the ordinary way, if at all).
+fn assert_not_sent_early(out: &common::Output) {
+    assert!(
+        !out.stderr.contains("(while it was built)"),
+        "{}",
+        out.stderr
+    );
+}
+
 fn read_json(p: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
@@ -82,11 +91,7 @@ fn large_layer_is_uploaded_while_built_and_served_intact() {
     // sent early, and the ordinary push uploads the layer once.
     let other = reg.reference("early2:v1");
     let out = run(&other);
-    assert!(
-        !out.stderr.contains("(while it was built)"),
-        "{}",
-        out.stderr
-    );
+    assert_not_sent_early(&out);
     assert_eq!(expect_dest_lines(&out, &[&other]).remove(0), digest);
     let d = &read_json(&meta)["destinations"][0];
     assert_eq!(d["bytesUploaded"], own + config, "{d}");
@@ -100,11 +105,7 @@ fn large_layer_is_uploaded_while_built_and_served_intact() {
     // so nothing goes up early and the ordinary push finds every blob there.
     std::fs::remove_dir_all(env.cache_home().join("ocibuild")).unwrap();
     let out = run(&dest);
-    assert!(
-        !out.stderr.contains("(while it was built)"),
-        "{}",
-        out.stderr
-    );
+    assert_not_sent_early(&out);
     assert_eq!(expect_dest_lines(&out, &[&dest]).remove(0), digest);
     assert_eq!(read_json(&meta)["destinations"][0]["bytesUploaded"], 0);
 
@@ -113,10 +114,6 @@ fn large_layer_is_uploaded_while_built_and_served_intact() {
     a.push("--no-cache".into());
     let out = env.run(&a.iter().map(String::as_str).collect::<Vec<_>>());
     out.assert_success();
-    assert!(
-        !out.stderr.contains("(while it was built)"),
-        "{}",
-        out.stderr
-    );
+    assert_not_sent_early(&out);
     assert_eq!(read_json(&meta)["destinations"][0]["bytesUploaded"], 0);
 }

@@ -34,6 +34,17 @@ pub enum EntryKind {
     },
 }
 
+impl LayerEntry {
+    /// The bytes of content the entry carries in the tar (files and inline bytes).
+    pub fn content_len(&self) -> u64 {
+        match &self.kind {
+            EntryKind::File { size, .. } => *size,
+            EntryKind::Inline(bytes) => bytes.len() as u64,
+            _ => 0,
+        }
+    }
+}
+
 /// The plan for one layer: its entries (any order; the writer sorts) and the history text.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct LayerSpec {

@@ -77,12 +77,7 @@ pub fn split(spec: &LayerSpec, target: u64) -> Option<Vec<LayerSpec>> {
 
 /// Bytes an entry takes in the tar: its header and its content in whole blocks.
 fn cost(e: &LayerEntry) -> u64 {
-    let size = match &e.kind {
-        EntryKind::File { size, .. } => *size,
-        EntryKind::Inline(bytes) => bytes.len() as u64,
-        _ => 0,
-    };
-    512 + size.div_ceil(512) * 512
+    512 + e.content_len().div_ceil(512) * 512
 }
 
 /// The index of the first entry of every part (the first is always 0).

@@ -42,12 +42,7 @@ pub fn write_archive(
 ) -> Result<(), LayerError> {
     let mut buf = vec![0u8; 256 * 1024];
     for e in sorted(entries) {
-        let size = match &e.kind {
-            EntryKind::File { size, .. } => *size,
-            EntryKind::Inline(bytes) => bytes.len() as u64,
-            _ => 0,
-        };
-        sink.entry_start(size)?;
+        sink.entry_start(e.content_len())?;
         write_entry(e, mtime, sink, &mut buf)?;
         sink.entry_boundary(&e.path)?;
     }

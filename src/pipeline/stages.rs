@@ -42,8 +42,8 @@ pub struct LayerMemo {
     splits: Arc<Mutex<Vec<Split>>>,
 }
 
-/// A spec and its parts (`None`: left whole).
-type Split = (Arc<LayerSpec>, Option<Vec<LayerSpec>>);
+/// A spec that was split, and its parts.
+type Split = (LayerSpec, Vec<LayerSpec>);
 
 /// One layer of the memo: filled once, by the first caller; the others wait for it.
 type LayerCell = Arc<OnceCell<BuiltLayer>>;
@@ -93,15 +93,16 @@ impl LayerMemo {
         Ok(parts.into_iter().map(Step::Layer).zip(built).collect())
     }
 
-    /// `spec`'s parts, split once per run.
+    /// `spec`'s parts, split once per run (a spec left whole is cheap to ask again about:
+    /// only splits are kept).
     fn split_once(&self, spec: &LayerSpec, size: u64) -> Option<Vec<LayerSpec>> {
         let lock = || self.splits.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, parts)) = lock().iter().find(|(s, _)| **s == *spec) {
-            return parts.clone();
+        if let Some((_, parts)) = lock().iter().find(|(s, _)| s == spec) {
+            return Some(parts.clone());
         }
-        let parts = split::split(spec, size);
-        lock().push((Arc::new(spec.clone()), parts.clone()));
-        parts
+        let parts = split::split(spec, size)?;
+        lock().push((spec.clone(), parts.clone()));
+        Some(parts)
     }
 
     /// The cell of `spec`: the same one for every caller, so a layer being built is
