@@ -155,32 +155,14 @@ fn cached_uncached_and_cold_builds_give_the_same_digest() {
 }
 
 #[test]
-fn unchanged_context_hits_the_stat_index_and_fresh_checkout_the_member_cache() {
+fn unchanged_contents_hit_the_stat_index_and_fresh_checkouts_the_member_cache_too() {
     let s = setup();
     let dest = s.reg.reference("app:1");
     let (first, out) = s.build(&dest, &[]);
     let (_, total) = members(&out);
 
-    // Without the member cache, only the stat index can answer "all reused".
-    std::fs::remove_dir_all(s.cache().join("meta/members")).unwrap();
-    let (second, out) = s.build(&dest, &[]);
-    assert_eq!(second, first);
-    assert_eq!(
-        members(&out),
-        (total, total),
-        "stat index hit:\n{}",
-        out.stderr
-    );
-
-    // Same bytes, new mtime: a stat miss, the content decides (members are recompressed
-    // here only because the member cache was removed above).
-    let touched = s.ctx.join("src/d00/f000.js");
-    std::fs::write(&touched, std::fs::read(&touched).unwrap()).unwrap();
-    let (third, out) = s.build(&dest, &[]);
-    assert_eq!(third, first);
-    assert_eq!(members(&out), (0, total));
-
-    // A fresh checkout elsewhere (new paths, inodes and mtimes): no recompression.
+    // A fresh checkout elsewhere (new paths, inodes and mtimes) without the stat index:
+    // every member comes from the member cache.
     let fresh = s.env.work().join("fresh");
     let cp = std::process::Command::new("cp")
         .arg("-r")
@@ -189,9 +171,34 @@ fn unchanged_context_hits_the_stat_index_and_fresh_checkout_the_member_cache() {
         .status()
         .unwrap();
     assert!(cp.success());
-    let (fourth, out) = s.build_in(&s.env, &fresh, &dest, &[]);
-    assert_eq!(fourth, first, "a fresh checkout gives the same digest");
+    std::fs::remove_dir_all(s.cache().join("meta/stat")).unwrap();
+    let (second, out) = s.build_in(&s.env, &fresh, &dest, &[]);
+    assert_eq!(second, first, "a fresh checkout gives the same digest");
     assert_eq!(members(&out), (total, total), "{}", out.stderr);
+
+    // Without the member cache, only the stat index can answer "all reused": back in the
+    // first checkout every stat differs from the record (the fresh one's), and the files'
+    // fingerprints say the bytes are the same.
+    std::fs::remove_dir_all(s.cache().join("meta/members")).unwrap();
+    let (third, out) = s.build(&dest, &[]);
+    assert_eq!(third, first);
+    assert_eq!(members(&out), (total, total), "{}", out.stderr);
+
+    // Same bytes, new mtime: still the same layer, nothing compressed.
+    let touched = s.ctx.join("src/d00/f000.js");
+    std::fs::write(&touched, std::fs::read(&touched).unwrap()).unwrap();
+    let (fourth, out) = s.build(&dest, &[]);
+    assert_eq!(fourth, first);
+    assert_eq!(members(&out), (total, total), "{}", out.stderr);
+
+    // Other bytes of the same size: the fingerprint differs, the layer is rebuilt (and
+    // every member recompressed, as the member cache is gone).
+    let mut body = std::fs::read(&touched).unwrap();
+    body[0] ^= 1;
+    std::fs::write(&touched, body).unwrap();
+    let (fifth, out) = s.build(&dest, &[]);
+    assert_ne!(fifth, first);
+    assert_eq!(members(&out), (0, total), "{}", out.stderr);
 }
 
 #[test]
@@ -233,8 +240,9 @@ fn a_corrupted_cache_is_detected_and_rebuilt_never_pushed() {
         .join(&layer["sha256:".len()..]);
 
     // Damage one member inside the layer blob, and (in the same build) the record of
-    // another member. A touched source makes the stat index miss, so the layer is
-    // streamed again and every member comes from the member cache.
+    // another member. Without its stat index record the layer is streamed again and
+    // every member comes from the member cache. (A damaged blob behind a stat-index hit
+    // is re-hashed and rebuilt: tests/layer_stat_index.rs.)
     let blob_len = std::fs::metadata(&cached).unwrap().len();
     let damaged_at = blob_len / 2;
     flip_byte(&cached, damaged_at as usize);
@@ -252,14 +260,8 @@ fn a_corrupted_cache_is_detected_and_rebuilt_never_pushed() {
         .find(|r| !span(r).contains(&damaged_at))
         .unwrap();
     flip_byte(other, 20);
-    // A source with another (old, so not racy) mtime: the stat index misses.
-    let touched = s.ctx.join("src/d00/f000.js");
-    let set_mtime = |secs: u64| {
-        let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-        let f = std::fs::File::options().write(true).open(&touched).unwrap();
-        f.set_modified(t).unwrap();
-    };
-    set_mtime(1_600_000_000);
+    let forget_stats = || std::fs::remove_dir_all(s.cache().join("meta/stat")).unwrap();
+    forget_stats();
 
     // Push to a registry that has never seen the layer: it must get the right bytes.
     let reg2 = Registry::start();
@@ -294,14 +296,12 @@ fn a_corrupted_cache_is_detected_and_rebuilt_never_pushed() {
     );
     check_pushed("app");
 
-    // Every blob damaged at the same place: once more the member there is recompressed
-    // (the stat index has no say: the touched source has a new mtime again), and the
-    // layer is uploaded to a repository that does not have it yet. (A damaged blob
-    // behind a stat-index hit is re-hashed and rebuilt: tests/layer_stat_index.rs.)
+    // Every blob damaged at the same place: once more the member there is recompressed,
+    // and the layer is uploaded to a repository that does not have it yet.
     for b in &files_in(&s.cache().join("blobs/sha256")) {
         flip_byte(b, damaged_at as usize);
     }
-    set_mtime(1_600_000_100);
+    forget_stats();
     let (_, out) = s2.build_in(&s.env, &s.ctx, &s2.reg.reference("other:1"), &[]);
     assert_eq!(members(&out), (total - 1, total), "{}", out.stderr);
     check_pushed("other");

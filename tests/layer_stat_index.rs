@@ -96,15 +96,80 @@ fn unchanged_files_hit_and_the_result_is_the_same_layer() {
     same_layer(&first, &uncached);
 }
 
+/// Recently modified files are re-read every time (their stat is never trusted): the
+/// same bytes are still the same layer, other bytes are not.
 #[test]
-fn recently_modified_files_are_never_trusted() {
+fn recently_modified_files_are_re_read() {
     let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let spec = context(src.path(), true);
     let b = builder(cache.path());
     let first = b.build(&spec).unwrap();
     let second = b.build(&spec).unwrap();
-    assert!(!second.unchanged, "racy mtimes must be re-read");
+    assert!(second.unchanged, "same bytes: {second:?}");
     same_layer(&first, &second);
+    let p = src.path().join("c.txt");
+    let mut body = std::fs::read(&p).unwrap();
+    body[0] = b'X';
+    std::fs::write(&p, &body).unwrap();
+    let third = b.build(&spec).unwrap();
+    assert!(!third.unchanged);
+    assert_ne!(third.digest, first.digest);
+}
+
+/// The same files elsewhere (a fresh checkout: new paths, inodes, mtimes) are the same
+/// layer once their bytes are read and fingerprinted; the record then takes their stats,
+/// so the next build trusts them without reading (the record is not written again).
+#[test]
+fn a_fresh_copy_elsewhere_is_fingerprinted_once_then_trusted() {
+    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let spec = context(src.path(), false);
+    let b = builder(cache.path());
+    let first = b.build(&spec).unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let moved = LayerSpec {
+        entries: spec
+            .entries
+            .iter()
+            .map(|e| match &e.kind {
+                EntryKind::File { source, size } => {
+                    let to = copy.path().join(source.file_name().unwrap());
+                    std::fs::copy(source, &to).unwrap();
+                    set_mtime(&to, old() + Duration::from_secs(60));
+                    LayerEntry {
+                        kind: EntryKind::File {
+                            source: to,
+                            size: *size,
+                        },
+                        ..e.clone()
+                    }
+                }
+                _ => e.clone(),
+            })
+            .collect(),
+        created_by: spec.created_by.clone(),
+    };
+    let record = || {
+        let dir = cache.path().join("meta/stat");
+        let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(
+            files.len(),
+            1,
+            "one record for the spec, wherever its files are"
+        );
+        let p = files[0].as_ref().unwrap().path();
+        std::fs::read(p).unwrap()
+    };
+    let before = record();
+    let second = b.build(&moved).unwrap();
+    assert!(second.unchanged, "{second:?}");
+    same_layer(&first, &second);
+    let renewed = record();
+    assert_ne!(renewed, before, "the record takes the copy's stats");
+    assert!(b.build(&moved).unwrap().unchanged);
+    assert_eq!(record(), renewed, "a plain hit does not rewrite the record");
+    // The first checkout is a stat miss now, and fingerprinted back.
+    assert!(b.build(&spec).unwrap().unchanged);
+    assert_ne!(record(), renewed);
 }
 
 #[test]

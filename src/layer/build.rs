@@ -16,6 +16,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::chunker::{Chunker, HARD_MAX_MEMBER, Member};
 use super::compress::{MemberCache, Packed, Placed};
+use super::content_hash::ContentHash;
 use super::pool::BufferPool;
 use super::spool::SpoolTap;
 use super::stat_index::{StatHints, StatIndex};
@@ -86,8 +87,8 @@ impl LayerBuilder {
         {
             return Ok(hit);
         }
-        let built = self.build_stream(spec, tap.as_ref())?;
-        index.record(&built);
+        let (built, hashes) = self.build_stream(spec, tap.as_ref())?;
+        index.record(&built, hashes);
         Ok(built)
     }
 
@@ -95,7 +96,7 @@ impl LayerBuilder {
         &self,
         spec: &LayerSpec,
         tap: Option<&SpoolTap>,
-    ) -> Result<BuiltLayer, LayerError> {
+    ) -> Result<(BuiltLayer, Vec<ContentHash>), LayerError> {
         let jobs = self.jobs.max(1);
         let in_flight = jobs * 2 + 2;
         let (work_tx, work_rx) = mpsc::sync_channel::<Member>(jobs);
@@ -143,7 +144,7 @@ impl LayerBuilder {
                 tar_size: 0,
             };
             let produced = tar_writer::write_archive(&spec.entries, self.mtime, &mut chunker)
-                .and_then(|()| chunker.flush());
+                .and_then(|hashes| chunker.flush().map(|()| hashes));
             // Closing the work channel (and the token receiver) lets the workers and then
             // the writer finish; a `..` pattern would keep them alive until scope end.
             let Chunker {
@@ -164,7 +165,7 @@ impl LayerBuilder {
                 })
             });
             // A producer error is the root cause; a writer error then is only its echo.
-            produced?;
+            let hashes = produced?;
             let (temp, digest, size, reused, placed) = written?;
             if let Some(t) = tap {
                 t.finished(&digest, size);
@@ -172,7 +173,7 @@ impl LayerBuilder {
             let diff_id = Digest::from_sha256(diff_hasher.finalize().as_slice());
             let path = self.cache.commit(temp, &digest)?;
             members.record(&digest, &placed);
-            Ok(BuiltLayer {
+            let built = BuiltLayer {
                 digest,
                 diff_id,
                 size,
@@ -181,7 +182,8 @@ impl LayerBuilder {
                 members: next_index,
                 members_reused: reused,
                 unchanged: false,
-            })
+            };
+            Ok((built, hashes))
         })
     }
 }

@@ -6,12 +6,14 @@ pub mod cache;
 mod chunker;
 pub mod codec;
 pub mod compress;
+pub mod content_hash;
 pub mod entry;
 pub mod error;
 mod pool;
 pub mod split;
 pub mod spool;
 pub mod stat_index;
+mod stat_record;
 pub mod tar_writer;
 
 pub use build::{BuiltLayer, LayerBuilder};

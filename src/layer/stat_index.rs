@@ -3,20 +3,30 @@
 //! layer without reading or compressing anything.
 //!
 //! Records live in `meta/stat/<key>`, where the key hashes everything about the spec
-//! except file contents (paths, sources, modes, owners, link targets, inline bytes, the
-//! codec and the entry mtime). A record holds the layer's digests and one stat per source
-//! file, in archive order, and ends with its own SHA-256. Content hashing stays the source
-//! of truth: a miss (new checkout, touched file) rebuilds through the member cache, which
-//! is keyed by content.
+//! that goes into the tar besides file contents (in-image paths, modes, owners, sizes,
+//! link targets, inline bytes, the codec and the entry mtime) — not where the files are
+//! read from. A record holds the layer's digests and, per source file in archive order,
+//! its stat and the fingerprint of the bytes the build read ([`super::content_hash`]);
+//! it ends with its own SHA-256 ([`super::stat_record`]).
+//!
+//! Content stays the source of truth. Files whose stat differs from the record (touched,
+//! rewritten with the same bytes, racy, or a fresh checkout anywhere) are read and
+//! fingerprinted: if every one still matches, the layer is the recorded one and the record
+//! takes their new stats; otherwise the build streams the layer through the member cache,
+//! which is keyed by content too. A touch or a fresh checkout costs a read of the files
+//! concerned, never a recompression or a rewrite of the blob.
 //!
 //! Safety rules:
 //! * files are stat'ed *before* they are read, so a change during the build shows up as a
 //!   different stat next time;
 //! * a file whose mtime is less than [`RACY_WINDOW_NS`] before that stat (or later) is
-//!   recorded as never matching (like git's racy-clean rule): a second write within the
-//!   file system's timestamp granularity could otherwise keep the same stat with other
-//!   bytes. Only the mtime matters: a write sets it to "now", so an older recorded mtime
+//!   recorded as never matching, so it is fingerprinted again (git's racy-clean rule): a
+//!   second write within the file system's timestamp granularity could otherwise keep the
+//!   same stat with other bytes. Only the mtime matters: a write sets it to "now", so an older recorded mtime
 //!   (e.g. set by `touch -d` or `cp -p`) can never equal a later write's;
+//! * a renewed record pairs the stats taken before the files were fingerprinted with the
+//!   recorded fingerprints: a file written in between has another ctime by the next build
+//!   (no tool sets a ctime back), so it is fingerprinted again rather than trusted;
 //! * on a hit, the cached blob is re-hashed ([`BlobCache::verify`], which deletes a corrupt
 //!   blob) when it is small (≤ 1 MiB) or no longer has the size, mtime, ctime and inode
 //!   it had when the record was written; a mismatch is a miss, so a damaged blob is
@@ -34,16 +44,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sha2::{Digest as _, Sha256};
 
 use super::build::BuiltLayer;
+use super::content_hash::{self, ContentHash, Expected};
+use super::stat_record::{FileStat, Record};
 use super::tar_writer::sorted;
 use super::{BlobCache, Codec, EntryKind, LayerSpec};
-use crate::image::Digest;
 
 /// Files modified this close to (or after) the stat are never trusted by the next build.
 pub const RACY_WINDOW_NS: i128 = 2_000_000_000;
-/// Bumped whenever the same spec may give other layer bytes (OCBSTAT2: large files start
-/// their own member), or the record's layout changes (OCBSTAT3: the blob's ctime), so an
-/// older record is a miss rather than an older digest.
-const MAGIC: &[u8; 8] = b"OCBSTAT3";
 /// Blobs up to this size are re-hashed on every hit (≤ 1 ms); larger ones only when their
 /// size, mtime, ctime or inode differ from the record's. (It was 32 MiB: with
 /// `--split-layers` every part is that small, and a no-op re-hashed the whole layer.)
@@ -52,10 +59,6 @@ const ALWAYS_VERIFY: u64 = 1 << 20;
 const FIELDS_BUFFER: usize = 64 << 10;
 /// A stat field value that no real file has: recorded for racy files.
 const NEVER: u64 = u64::MAX;
-
-/// One source file's identity as far as `stat(2)` can tell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileStat([u64; 6]);
 
 /// A source file's `stat` (not following symlinks), as taken by whoever listed it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +115,9 @@ impl FileStat {
 pub struct StatIndex<'a> {
     cache: &'a BlobCache,
     key: String,
+    jobs: usize,
+    /// Every `File` source and its size, in archive order.
+    sources: Vec<(&'a Path, u64)>,
     /// `None` when some source could not be stat'ed (the build will report it).
     stats: Option<Vec<FileStat>>,
 }
@@ -120,7 +126,7 @@ impl<'a> StatIndex<'a> {
     /// Computes the key and stats every `File` source, on `jobs` threads.
     pub fn open(
         cache: &'a BlobCache,
-        spec: &LayerSpec,
+        spec: &'a LayerSpec,
         codec: Codec,
         mtime: u64,
         jobs: usize,
@@ -131,7 +137,7 @@ impl<'a> StatIndex<'a> {
     /// [`StatIndex::open`], taking the stats `hints` knows from there.
     pub fn open_with(
         cache: &'a BlobCache,
-        spec: &LayerSpec,
+        spec: &'a LayerSpec,
         codec: Codec,
         mtime: u64,
         jobs: usize,
@@ -150,7 +156,7 @@ impl<'a> StatIndex<'a> {
                 fields.clear();
             }
         };
-        field(MAGIC);
+        field(super::stat_record::MAGIC);
         field(codec.tag().as_bytes());
         field(&mtime.to_le_bytes());
         let mut sources = Vec::new();
@@ -163,11 +169,13 @@ impl<'a> StatIndex<'a> {
             );
             match &e.kind {
                 EntryKind::Dir => field(b"d"),
+                // Not the source path: where the bytes come from does not change the layer,
+                // and a fresh checkout elsewhere then finds this record, whose fingerprints
+                // tell it the layer is the same after reading (not compressing) its files.
                 EntryKind::File { source, size } => {
                     field(b"f");
-                    field(source.as_os_str().as_encoded_bytes());
                     field(&size.to_le_bytes());
-                    sources.push(source.as_path());
+                    sources.push((source.as_path(), *size));
                 }
                 EntryKind::Inline(bytes) => {
                     field(b"i");
@@ -188,23 +196,39 @@ impl<'a> StatIndex<'a> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
+        let paths: Vec<&Path> = sources.iter().map(|(p, _)| *p).collect();
+        let stats = stat_all(&paths, jobs.max(1), now, hints);
         StatIndex {
             cache,
             key,
-            stats: stat_all(&sources, jobs.max(1), now, hints),
+            jobs: jobs.max(1),
+            sources,
+            stats,
         }
     }
 
-    /// The recorded layer, if every source file is unchanged and its blob is intact.
+    /// The recorded layer, if every source file is unchanged and its blob is intact. A
+    /// file whose stat differs from the record's (touched, checked out afresh, racy) is
+    /// read and its fingerprint compared instead; if all still match, the record is
+    /// renewed with their new stats.
     pub fn lookup(&self) -> Option<BuiltLayer> {
         let stats = self.stats.as_ref()?;
-        // A racy file is unknown now, whatever the record says.
-        if stats.iter().any(|s| s.0 == [NEVER; 6]) {
+        let path = self.cache.meta_path("stat", &self.key);
+        let mut record = Record::decode(&fs::read(&path).ok()?)?;
+        if record.files.len() != stats.len() || record.hashes.len() != stats.len() {
             return None;
         }
-        let path = self.cache.meta_path("stat", &self.key);
-        let record = Record::decode(&fs::read(&path).ok()?)?;
-        if record.files != *stats {
+        // A racy file never matches (its recorded stat is NEVER, or it is NEVER now).
+        let suspects: Vec<Expected<'_>> = (0..stats.len())
+            .filter(|&i| stats[i] != record.files[i] || stats[i].0 == [NEVER; 6])
+            .map(|i| Expected {
+                path: self.sources[i].0,
+                size: self.sources[i].1,
+                hash: record.hashes[i],
+            })
+            .collect();
+        let renew = !suspects.is_empty();
+        if renew && !content_hash::all_unchanged(&suspects, self.jobs) {
             return None;
         }
         let blob = self.cache.path_for(&record.layer.digest);
@@ -216,13 +240,17 @@ impl<'a> StatIndex<'a> {
             // Small, or re-committed or touched since: trust it only after re-hashing (a
             // corrupt blob is deleted by verify, and rebuilt by the caller).
             self.cache.verify(&record.layer.digest).ok()?;
-            let fresh = fs::metadata(&blob).ok()?;
-            if blob_stat(&fresh) != record.blob {
-                let _ = self.write(&Record {
-                    blob: blob_stat(&fresh),
-                    ..record.clone()
-                });
+            let fresh = blob_stat(&fs::metadata(&blob).ok()?);
+            if fresh != record.blob {
+                record.blob = fresh;
+                if !renew {
+                    let _ = self.write(&record);
+                }
             }
+        }
+        if renew {
+            record.files.clone_from(stats);
+            let _ = self.write(&record);
         }
         Some(BuiltLayer {
             path: blob,
@@ -234,8 +262,13 @@ impl<'a> StatIndex<'a> {
 
     /// Records `built` for the stats taken at [`StatIndex::open`]. Best effort: an index
     /// that cannot be written only makes the next build slower.
-    pub fn record(&self, built: &BuiltLayer) {
+    /// `hashes` are the fingerprints of the source files as the build read them (in
+    /// archive order, as [`super::tar_writer::write_archive`] returns them).
+    pub fn record(&self, built: &BuiltLayer, hashes: Vec<ContentHash>) {
         let Some(stats) = &self.stats else { return };
+        if hashes.len() != stats.len() {
+            return;
+        }
         let Ok(meta) = fs::metadata(&built.path) else {
             return;
         };
@@ -243,6 +276,7 @@ impl<'a> StatIndex<'a> {
             layer: built.clone(),
             blob: blob_stat(&meta),
             files: stats.clone(),
+            hashes,
         });
     }
 
@@ -306,78 +340,4 @@ fn stat_all(
         out.extend(p?);
     }
     Some(out)
-}
-
-#[derive(Clone)]
-struct Record {
-    layer: BuiltLayer,
-    blob: [u64; 5],
-    files: Vec<FileStat>,
-}
-
-impl Record {
-    fn encode(&self) -> Vec<u8> {
-        let l = &self.layer;
-        let mut out = Vec::with_capacity(256 + self.files.len() * 48);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(l.digest.hex().as_bytes());
-        out.extend_from_slice(l.diff_id.hex().as_bytes());
-        let head = [l.size, l.tar_size, l.members as u64];
-        for v in head.iter().chain(&self.blob) {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        out.extend_from_slice(&(self.files.len() as u64).to_le_bytes());
-        for f in &self.files {
-            for v in f.0 {
-                out.extend_from_slice(&v.to_le_bytes());
-            }
-        }
-        let sum = Sha256::digest(&out);
-        out.extend_from_slice(&sum);
-        out
-    }
-
-    fn decode(bytes: &[u8]) -> Option<Record> {
-        let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(32)?)?;
-        if Sha256::digest(body).as_slice() != sum || !body.starts_with(MAGIC) {
-            return None;
-        }
-        let rest = &body[MAGIC.len()..];
-        let hex_digest = |b: &[u8]| -> Option<Digest> {
-            Digest::parse(&format!("sha256:{}", std::str::from_utf8(b).ok()?)).ok()
-        };
-        let digest = hex_digest(rest.get(..64)?)?;
-        let diff_id = hex_digest(rest.get(64..128)?)?;
-        let nums: Vec<u64> = rest
-            .get(128..)?
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
-            .collect();
-        let [size, tar_size, members, b0, b1, b2, b3, b4, count] = *nums.get(..9)? else {
-            return None;
-        };
-        let flat = nums.get(9..)?;
-        if flat.len() as u64 != count.checked_mul(6)? {
-            return None;
-        }
-        let files = flat
-            .chunks_exact(6)
-            .map(|c| FileStat([c[0], c[1], c[2], c[3], c[4], c[5]]))
-            .collect();
-        let members = usize::try_from(members).ok()?;
-        Some(Record {
-            layer: BuiltLayer {
-                path: Default::default(),
-                digest,
-                diff_id,
-                size,
-                tar_size,
-                members,
-                members_reused: 0,
-                unchanged: false,
-            },
-            blob: [b0, b1, b2, b3, b4],
-            files,
-        })
-    }
 }

@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 
+use super::content_hash::{ContentHash, ContentHasher};
 use super::{EntryKind, LayerEntry, LayerError};
 
 const BLOCK: usize = 512;
@@ -34,19 +35,24 @@ pub fn sorted(entries: &[LayerEntry]) -> Vec<&LayerEntry> {
     v
 }
 
-/// Writes the whole archive (entries, then the two zero end blocks) into `sink`.
+/// Writes the whole archive (entries, then the two zero end blocks) into `sink`; returns
+/// the fingerprint of every file read from disk, in archive order (for the stat index).
 pub fn write_archive(
     entries: &[LayerEntry],
     mtime: u64,
     sink: &mut dyn TarSink,
-) -> Result<(), LayerError> {
+) -> Result<Vec<ContentHash>, LayerError> {
     let mut buf = vec![0u8; 256 * 1024];
+    let mut hashes = Vec::new();
     for e in sorted(entries) {
         sink.entry_start(e.content_len())?;
-        write_entry(e, mtime, sink, &mut buf)?;
+        if let Some(h) = write_entry(e, mtime, sink, &mut buf)? {
+            hashes.push(h);
+        }
         sink.entry_boundary(&e.path)?;
     }
-    sink.write(&[0u8; BLOCK * 2])
+    sink.write(&[0u8; BLOCK * 2])?;
+    Ok(hashes)
 }
 
 fn write_entry(
@@ -54,7 +60,7 @@ fn write_entry(
     mtime: u64,
     sink: &mut dyn TarSink,
     buf: &mut [u8],
-) -> Result<(), LayerError> {
+) -> Result<Option<ContentHash>, LayerError> {
     let bad = |reason: String| LayerError::Entry {
         path: e.path.clone(),
         reason,
@@ -111,28 +117,30 @@ fn write_entry(
     h.set_cksum();
     sink.write(h.as_bytes())?;
     match &e.kind {
-        EntryKind::File { source, size } => copy_file(source, *size, sink, buf)?,
+        EntryKind::File { source, size } => return copy_file(source, *size, sink, buf).map(Some),
         EntryKind::Inline(bytes) => {
             sink.write(bytes)?;
             pad(bytes.len() as u64, sink)?;
         }
         _ => {}
     }
-    Ok(())
+    Ok(None)
 }
 
-/// Copies a file's bytes, insisting it still has the size seen when walking.
+/// Copies a file's bytes, insisting it still has the size seen when walking; returns
+/// their fingerprint.
 fn copy_file(
     source: &std::path::Path,
     size: u64,
     sink: &mut dyn TarSink,
     buf: &mut [u8],
-) -> Result<(), LayerError> {
+) -> Result<ContentHash, LayerError> {
     let read_err = |e: io::Error| LayerError::Read {
         path: source.to_path_buf(),
         source: e,
     };
     let mut f = File::open(source).map_err(read_err)?;
+    let mut hasher = ContentHasher::new();
     let mut left = size;
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
@@ -148,6 +156,7 @@ fn copy_file(
                 actual: size - left,
             });
         }
+        hasher.update(&buf[..n]);
         sink.write(&buf[..n])?;
         left -= n as u64;
     }
@@ -161,7 +170,8 @@ fn copy_file(
             actual,
         });
     }
-    pad(size, sink)
+    pad(size, sink)?;
+    Ok(hasher.finish())
 }
 
 fn pad(len: u64, sink: &mut dyn TarSink) -> Result<(), LayerError> {
