@@ -106,6 +106,7 @@ fn recently_modified_files_are_re_read() {
     let first = b.build(&spec).unwrap();
     let second = b.build(&spec).unwrap();
     assert!(second.unchanged, "same bytes: {second:?}");
+    assert_eq!(second.fingerprinted, 3, "the racy files are read again");
     same_layer(&first, &second);
     let p = src.path().join("c.txt");
     let mut body = std::fs::read(&p).unwrap();
@@ -116,60 +117,176 @@ fn recently_modified_files_are_re_read() {
     assert_ne!(third.digest, first.digest);
 }
 
+/// `spec` with every file copied into `dir` (new paths, inodes, mtimes); `edit` may change
+/// a copy's bytes (same size).
+fn copied(spec: &LayerSpec, dir: &Path, edit: impl Fn(&str, &mut Vec<u8>)) -> LayerSpec {
+    let entries = spec
+        .entries
+        .iter()
+        .map(|e| match &e.kind {
+            EntryKind::File { source, size } => {
+                let to = dir.join(source.file_name().unwrap());
+                let mut body = std::fs::read(source).unwrap();
+                edit(&e.path, &mut body);
+                std::fs::write(&to, &body).unwrap();
+                set_mtime(&to, old() + Duration::from_secs(60));
+                LayerEntry {
+                    kind: EntryKind::File {
+                        source: to,
+                        size: *size,
+                    },
+                    ..e.clone()
+                }
+            }
+            _ => e.clone(),
+        })
+        .collect();
+    LayerSpec {
+        entries,
+        created_by: spec.created_by.clone(),
+    }
+}
+
+/// The record files under `meta/stat` and their inodes (a rewrite makes a new one).
+fn records(cache: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut v: Vec<_> = std::fs::read_dir(cache.join("meta/stat"))
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let ino = std::fs::metadata(&p).unwrap().ino();
+            (p, ino)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// The same files elsewhere (a fresh checkout: new paths, inodes, mtimes) are the same
-/// layer once their bytes are read and fingerprinted; the record then takes their stats,
-/// so the next build trusts them without reading (the record is not written again).
+/// layer once their bytes are read and fingerprinted; that checkout then has a record of
+/// its own, so both checkouts are trusted by their stats without reading a file.
 #[test]
 fn a_fresh_copy_elsewhere_is_fingerprinted_once_then_trusted() {
     let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let spec = context(src.path(), false);
     let b = builder(cache.path());
     let first = b.build(&spec).unwrap();
+    assert_eq!(records(cache.path()).len(), 1);
+
     let copy = tempfile::tempdir().unwrap();
-    let moved = LayerSpec {
-        entries: spec
-            .entries
-            .iter()
-            .map(|e| match &e.kind {
-                EntryKind::File { source, size } => {
-                    let to = copy.path().join(source.file_name().unwrap());
-                    std::fs::copy(source, &to).unwrap();
-                    set_mtime(&to, old() + Duration::from_secs(60));
-                    LayerEntry {
-                        kind: EntryKind::File {
-                            source: to,
-                            size: *size,
-                        },
-                        ..e.clone()
-                    }
-                }
-                _ => e.clone(),
-            })
-            .collect(),
-        created_by: spec.created_by.clone(),
-    };
-    let record = || {
-        let dir = cache.path().join("meta/stat");
-        let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
-        assert_eq!(
-            files.len(),
-            1,
-            "one record for the spec, wherever its files are"
-        );
-        let p = files[0].as_ref().unwrap().path();
-        std::fs::read(p).unwrap()
-    };
-    let before = record();
+    let moved = copied(&spec, copy.path(), |_, _| {});
     let second = b.build(&moved).unwrap();
     assert!(second.unchanged, "{second:?}");
+    assert_eq!(
+        second.fingerprinted, 3,
+        "every file of the copy is read once"
+    );
     same_layer(&first, &second);
-    let renewed = record();
-    assert_ne!(renewed, before, "the record takes the copy's stats");
-    assert!(b.build(&moved).unwrap().unchanged);
-    assert_eq!(record(), renewed, "a plain hit does not rewrite the record");
-    // The first checkout is a stat miss now, and fingerprinted back.
-    assert!(b.build(&spec).unwrap().unchanged);
-    assert_ne!(record(), renewed);
+    let both = records(cache.path());
+    assert_eq!(both.len(), 2, "a record per checkout");
+
+    for s in [&moved, &spec, &moved] {
+        let hit = b.build(s).unwrap();
+        assert!(hit.unchanged);
+        assert_eq!(hit.fingerprinted, 0, "trusted by stat: {hit:?}");
+    }
+    assert_eq!(records(cache.path()), both, "plain hits write nothing");
+}
+
+/// A copy elsewhere with one file's bytes changed (same size) is not the recorded layer.
+#[test]
+fn a_copy_with_other_bytes_of_the_same_size_is_rebuilt() {
+    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let spec = context(src.path(), false);
+    let b = builder(cache.path());
+    let first = b.build(&spec).unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    let edited = copied(&spec, copy.path(), |path, body| {
+        if path == "app/b.txt" {
+            body[7] ^= 1;
+        }
+    });
+    let second = b.build(&edited).unwrap();
+    assert!(!second.unchanged);
+    assert_ne!(second.digest, first.digest);
+    assert_eq!(
+        second.tar_size, first.tar_size,
+        "one flipped bit, same structure"
+    );
+}
+
+/// Two files of the same size swapped between two paths: each position's stat and
+/// fingerprint are its own, so this is another layer.
+#[test]
+fn swapped_sources_of_the_same_size_are_another_layer() {
+    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let file = |name: &str, byte: u8| {
+        let p = src.path().join(name);
+        std::fs::write(&p, vec![byte; 3000]).unwrap();
+        set_mtime(&p, old());
+        p
+    };
+    let (one, two) = (file("one", b'1'), file("two", b'2'));
+    let spec = |x: &Path, y: &Path| LayerSpec {
+        entries: [("app/x", x), ("app/y", y)]
+            .into_iter()
+            .map(|(path, source)| LayerEntry {
+                path: path.into(),
+                kind: EntryKind::File {
+                    source: source.to_path_buf(),
+                    size: 3000,
+                },
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+            })
+            .collect(),
+        created_by: "COPY".into(),
+    };
+    let b = builder(cache.path());
+    let first = b.build(&spec(&one, &two)).unwrap();
+    let swapped = b.build(&spec(&two, &one)).unwrap();
+    assert!(!swapped.unchanged, "{swapped:?}");
+    assert_ne!(swapped.diff_id, first.diff_id);
+    assert!(b.build(&spec(&one, &two)).unwrap().unchanged);
+}
+
+/// Inline entries (no fingerprint) sorted between files: the fingerprints stay aligned
+/// with the files, so a touched file after them is still recognised.
+#[test]
+fn fingerprints_stay_aligned_around_inline_entries() {
+    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut spec = context(src.path(), false);
+    for name in ["app/0-first", "app/b-between", "app/z-last"] {
+        spec.entries.push(LayerEntry {
+            path: name.into(),
+            kind: EntryKind::Inline(name.as_bytes().repeat(10)),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        });
+    }
+    let b = builder(cache.path());
+    let first = b.build(&spec).unwrap();
+    for name in ["a.txt", "c.txt"] {
+        set_mtime(&src.path().join(name), old() + Duration::from_secs(5));
+    }
+    let second = b.build(&spec).unwrap();
+    assert!(second.unchanged, "{second:?}");
+    assert_eq!(second.fingerprinted, 2);
+    same_layer(&first, &second);
+}
+
+/// A touched source (same bytes) and a damaged blob with its mtime restored: the
+/// fingerprints match, but the blob is re-hashed and rebuilt, never trusted.
+#[test]
+fn a_touched_source_does_not_vouch_for_a_damaged_blob() {
+    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let spec = context(src.path(), false);
+    let b = builder(cache.path());
+    let first = b.build(&spec).unwrap();
+    set_mtime(&src.path().join("a.txt"), old() + Duration::from_secs(5));
+    damaged_blob_is_rebuilt(&b, &spec, &first);
 }
 
 #[test]

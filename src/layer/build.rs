@@ -40,8 +40,12 @@ pub struct BuiltLayer {
     pub members: usize,
     /// Members taken from the member cache (or all of them, when `unchanged`).
     pub members_reused: usize,
-    /// Returned by the stat index: no source file changed, nothing was read or compressed.
+    /// Returned by the stat index: no source file's bytes changed, nothing was compressed
+    /// (and only the `fingerprinted` files were read).
     pub unchanged: bool,
+    /// Source files the stat index read to compare their fingerprints (their stat had
+    /// changed); 0 when it trusted every stat, or the layer was built.
+    pub fingerprinted: usize,
 }
 
 /// Builds layers into a [`BlobCache`].
@@ -65,8 +69,9 @@ type MemberResult = (usize, Result<(Vec<u8>, Packed), LayerError>);
 type Written = (tempfile::NamedTempFile, Digest, u64, usize, Vec<Placed>);
 
 impl LayerBuilder {
-    /// Builds `spec` into the cache: straight from the stat index when no source changed
-    /// (nothing read, nothing compressed), else from the tar stream, reusing cached members.
+    /// Builds `spec` into the cache: straight from the stat index when no source's bytes
+    /// changed (nothing compressed; only files whose stat changed are read), else from the
+    /// tar stream, reusing cached members.
     pub fn build(&self, spec: &LayerSpec) -> Result<BuiltLayer, LayerError> {
         self.build_tapped(spec, None, None)
     }
@@ -182,6 +187,7 @@ impl LayerBuilder {
                 members: next_index,
                 members_reused: reused,
                 unchanged: false,
+                fingerprinted: 0,
             };
             Ok((built, hashes))
         })

@@ -2,19 +2,20 @@
 //! device and mode recorded at the last build of the same layer spec returns that build's
 //! layer without reading or compressing anything.
 //!
-//! Records live in `meta/stat/<key>`, where the key hashes everything about the spec
+//! Records live in `meta/stat/<key>`. The key hashes the spec's *shape* — everything
 //! that goes into the tar besides file contents (in-image paths, modes, owners, sizes,
-//! link targets, inline bytes, the codec and the entry mtime) — not where the files are
-//! read from. A record holds the layer's digests and, per source file in archive order,
-//! its stat and the fingerprint of the bytes the build read ([`super::content_hash`]);
-//! it ends with its own SHA-256 ([`super::stat_record`]).
+//! link targets, inline bytes, the codec and the entry mtime) — and where each file is
+//! read from; `meta/stat-latest/<shape>` names the newest record of the shape, so a
+//! checkout elsewhere starts from it. A record holds the layer's digests and, per source
+//! file in archive order, its stat and the fingerprint of the bytes the build read
+//! ([`super::content_hash`]); it ends with its own SHA-256 ([`super::stat_record`]).
 //!
 //! Content stays the source of truth. Files whose stat differs from the record (touched,
 //! rewritten with the same bytes, racy, or a fresh checkout anywhere) are read and
-//! fingerprinted: if every one still matches, the layer is the recorded one and the record
-//! takes their new stats; otherwise the build streams the layer through the member cache,
-//! which is keyed by content too. A touch or a fresh checkout costs a read of the files
-//! concerned, never a recompression or a rewrite of the blob.
+//! fingerprinted: if every one still matches, the layer is the recorded one and this
+//! checkout's record takes their new stats; otherwise the build streams the layer through
+//! the member cache, which is keyed by content too. A touch or a fresh checkout costs a
+//! read of the files concerned, never a recompression or a rewrite of the blob.
 //!
 //! Safety rules:
 //! * files are stat'ed *before* they are read, so a change during the build shows up as a
@@ -22,8 +23,9 @@
 //! * a file whose mtime is less than [`RACY_WINDOW_NS`] before that stat (or later) is
 //!   recorded as never matching, so it is fingerprinted again (git's racy-clean rule): a
 //!   second write within the file system's timestamp granularity could otherwise keep the
-//!   same stat with other bytes. Only the mtime matters: a write sets it to "now", so an older recorded mtime
-//!   (e.g. set by `touch -d` or `cp -p`) can never equal a later write's;
+//!   same stat with other bytes. Only the mtime matters: a write sets it to "now", so an
+//!   older recorded mtime (e.g. set by `touch -d` or `cp -p`) can never equal a later
+//!   write's;
 //! * a renewed record pairs the stats taken before the files were fingerprinted with the
 //!   recorded fingerprints: a file written in between has another ctime by the next build
 //!   (no tool sets a ctime back), so it is fingerprinted again rather than trusted;
@@ -36,7 +38,6 @@
 //!   (`sink::verified`): the build then fails with the file named, never writes it.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -45,7 +46,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::build::BuiltLayer;
 use super::content_hash::{self, ContentHash, Expected};
-use super::stat_record::{FileStat, Record};
+use super::stat_record::{self, FileStat, Record};
 use super::tar_writer::sorted;
 use super::{BlobCache, Codec, EntryKind, LayerSpec};
 
@@ -59,6 +60,8 @@ const ALWAYS_VERIFY: u64 = 1 << 20;
 const FIELDS_BUFFER: usize = 64 << 10;
 /// A stat field value that no real file has: recorded for racy files.
 const NEVER: u64 = u64::MAX;
+/// Where the newest record of each shape is named.
+const LATEST: &str = "stat-latest";
 
 /// A source file's `stat` (not following symlinks), as taken by whoever listed it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,10 +113,14 @@ impl FileStat {
     }
 }
 
-/// The index entry for one layer spec: its key, and the stats of its source files taken
+/// The index entry for one layer spec: its keys, and the stats of its source files taken
 /// when the index was opened (before the build reads them).
 pub struct StatIndex<'a> {
     cache: &'a BlobCache,
+    /// What the tar holds, but for file contents: the key of the newest record of any
+    /// checkout (`meta/stat-latest/<shape>` names it).
+    shape: String,
+    /// The shape and where every file is read from: this checkout's record.
     key: String,
     jobs: usize,
     /// Every `File` source and its size, in archive order.
@@ -123,7 +130,7 @@ pub struct StatIndex<'a> {
 }
 
 impl<'a> StatIndex<'a> {
-    /// Computes the key and stats every `File` source, on `jobs` threads.
+    /// Computes the keys and stats every `File` source, on `jobs` threads.
     pub fn open(
         cache: &'a BlobCache,
         spec: &'a LayerSpec,
@@ -169,9 +176,10 @@ impl<'a> StatIndex<'a> {
             );
             match &e.kind {
                 EntryKind::Dir => field(b"d"),
-                // Not the source path: where the bytes come from does not change the layer,
-                // and a fresh checkout elsewhere then finds this record, whose fingerprints
-                // tell it the layer is the same after reading (not compressing) its files.
+                // The source path is in `key`, not in the shape: where the bytes come from
+                // does not change the layer, so a fresh checkout elsewhere starts from the
+                // newest record of the shape, whose fingerprints tell it the layer is the
+                // same after reading (not compressing) its files.
                 EntryKind::File { source, size } => {
                     field(b"f");
                     field(&size.to_le_bytes());
@@ -192,7 +200,15 @@ impl<'a> StatIndex<'a> {
             }
         }
         h.update(&fields);
-        let key = hex::encode(h.finalize());
+        let shape = hex::encode(h.finalize());
+        let mut k = Sha256::new();
+        k.update(shape.as_bytes());
+        for (source, _) in &sources {
+            let bytes = source.as_os_str().as_encoded_bytes();
+            k.update((bytes.len() as u64).to_le_bytes());
+            k.update(bytes);
+        }
+        let key = hex::encode(k.finalize());
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
@@ -200,6 +216,7 @@ impl<'a> StatIndex<'a> {
         let stats = stat_all(&paths, jobs.max(1), now, hints);
         StatIndex {
             cache,
+            shape,
             key,
             jobs: jobs.max(1),
             sources,
@@ -207,15 +224,28 @@ impl<'a> StatIndex<'a> {
         }
     }
 
-    /// The recorded layer, if every source file is unchanged and its blob is intact. A
-    /// file whose stat differs from the record's (touched, checked out afresh, racy) is
-    /// read and its fingerprint compared instead; if all still match, the record is
-    /// renewed with their new stats.
+    /// The recorded layer, if every source file is unchanged and its blob is intact.
+    ///
+    /// The record is this checkout's, or else the newest of any checkout with the same
+    /// shape. Files whose stat differs from the record's (touched, checked out afresh,
+    /// racy) are read and their fingerprints compared instead; if all still match, this
+    /// checkout's record is (re)written with their new stats.
     pub fn lookup(&self) -> Option<BuiltLayer> {
         let stats = self.stats.as_ref()?;
-        let path = self.cache.meta_path("stat", &self.key);
-        let mut record = Record::decode(&fs::read(&path).ok()?)?;
+        let (mut record, own) = match self.read(&self.key) {
+            Some(r) => (r, true),
+            None => {
+                let latest = fs::read(self.cache.meta_path(LATEST, &self.shape)).ok()?;
+                (self.read(std::str::from_utf8(&latest).ok()?)?, false)
+            }
+        };
         if record.files.len() != stats.len() || record.hashes.len() != stats.len() {
+            return None;
+        }
+        // The blob first: fingerprinting is a read of the files, wasted if it is gone.
+        let blob = self.cache.path_for(&record.layer.digest);
+        let meta = fs::metadata(&blob).ok()?;
+        if meta.len() != record.layer.size {
             return None;
         }
         // A racy file never matches (its recorded stat is NEVER, or it is NEVER now).
@@ -227,28 +257,19 @@ impl<'a> StatIndex<'a> {
                 hash: record.hashes[i],
             })
             .collect();
-        let renew = !suspects.is_empty();
-        if renew && !content_hash::all_unchanged(&suspects, self.jobs) {
+        if !suspects.is_empty() && !content_hash::all_unchanged(&suspects, self.jobs) {
             return None;
         }
-        let blob = self.cache.path_for(&record.layer.digest);
-        let meta = fs::metadata(&blob).ok()?;
-        if meta.len() != record.layer.size {
-            return None;
-        }
+        let mut rewrite = !suspects.is_empty() || !own;
         if meta.len() <= ALWAYS_VERIFY || blob_stat(&meta) != record.blob {
             // Small, or re-committed or touched since: trust it only after re-hashing (a
             // corrupt blob is deleted by verify, and rebuilt by the caller).
             self.cache.verify(&record.layer.digest).ok()?;
             let fresh = blob_stat(&fs::metadata(&blob).ok()?);
-            if fresh != record.blob {
-                record.blob = fresh;
-                if !renew {
-                    let _ = self.write(&record);
-                }
-            }
+            rewrite |= fresh != record.blob;
+            record.blob = fresh;
         }
-        if renew {
+        if rewrite {
             record.files.clone_from(stats);
             let _ = self.write(&record);
         }
@@ -256,6 +277,7 @@ impl<'a> StatIndex<'a> {
             path: blob,
             members_reused: record.layer.members,
             unchanged: true,
+            fingerprinted: suspects.len(),
             ..record.layer
         })
     }
@@ -273,20 +295,35 @@ impl<'a> StatIndex<'a> {
             return;
         };
         let _ = self.write(&Record {
-            layer: built.clone(),
+            layer: BuiltLayer {
+                fingerprinted: 0,
+                ..built.clone()
+            },
             blob: blob_stat(&meta),
             files: stats.clone(),
             hashes,
         });
     }
 
+    fn read(&self, key: &str) -> Option<Record> {
+        // A key is 64 hex digits; anything else in a pointer file is damage.
+        if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Record::decode(&fs::read(self.cache.meta_path("stat", key)).ok()?)
+    }
+
+    /// Writes this checkout's record and points its shape at it.
     fn write(&self, record: &Record) -> std::io::Result<()> {
         let path = self.cache.meta_path("stat", &self.key);
-        let dir = path.parent().ok_or(std::io::ErrorKind::NotFound)?;
-        fs::create_dir_all(dir)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        tmp.write_all(&record.encode())?;
-        tmp.persist(&path).map_err(|e| e.error)?;
+        stat_record::store(&path, &record.encode())?;
+        let latest = self.cache.meta_path(LATEST, &self.shape);
+        stat_record::store(&latest, self.key.as_bytes())?;
+        for written in [&path, &latest] {
+            if let Some(dir) = written.parent() {
+                stat_record::prune(dir, stat_record::KEEP_RECORDS);
+            }
+        }
         Ok(())
     }
 }
@@ -325,14 +362,24 @@ fn stat_all(
             .collect();
     }
     let chunk = sources.len().div_ceil(jobs).max(1);
+    let stat_part =
+        |part: &[&Path]| -> Option<Vec<FileStat>> { part.iter().map(|p| judge(None, p)).collect() };
     let parts: Vec<Option<Vec<FileStat>>> = std::thread::scope(|s| {
+        // A part whose thread cannot be started is stat'ed on this one.
         let handles: Vec<_> = sources
             .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(|p| judge(None, p)).collect()))
+            .map(|part| {
+                std::thread::Builder::new()
+                    .spawn_scoped(s, move || stat_part(part))
+                    .map_err(|_| stat_part(part))
+            })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().ok().flatten())
+            .map(|h| match h {
+                Ok(h) => h.join().ok().flatten(),
+                Err(done) => done,
+            })
             .collect()
     });
     let mut out = Vec::with_capacity(sources.len());

@@ -1,6 +1,12 @@
 //! The stat index's record for one layer spec, and its byte layout: the layer's digests,
 //! the blob's own stat, and per source file (in archive order) its stat and fingerprint.
-//! A record ends with its own SHA-256, so a torn or damaged one is a miss.
+//! A record ends with its own SHA-256, so a torn or damaged one is a miss. Records are
+//! written through temp files renamed into place, and pruned to the most recent.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::SystemTime;
 
 use sha2::{Digest as _, Sha256};
 
@@ -13,6 +19,11 @@ use crate::image::Digest;
 /// OCBSTAT4: file fingerprints, source paths out of the key), so an older record is a
 /// miss rather than an older digest.
 pub(super) const MAGIC: &[u8; 8] = b"OCBSTAT4";
+/// Records (and shape pointers) kept: an edit that changes a file's size is a new shape,
+/// so a new record (~80 bytes per source file); past this many, the least recently
+/// written go. A removed record is only a slower build (a fingerprint pass or a stream
+/// through the member cache).
+pub(super) const KEEP_RECORDS: usize = 64;
 /// u64 fields per file stat.
 const STAT_FIELDS: usize = 6;
 
@@ -100,6 +111,7 @@ impl Record {
                 members: usize::try_from(members).ok()?,
                 members_reused: 0,
                 unchanged: false,
+                fingerprinted: 0,
             },
             blob: [b0, b1, b2, b3, b4],
             files,
@@ -108,9 +120,66 @@ impl Record {
     }
 }
 
+/// Writes `bytes` to `path` through a temp file renamed into place.
+pub(super) fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().ok_or(std::io::ErrorKind::NotFound)?;
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Removes all but the `keep` most recently written files of `dir` (not temp files,
+/// whose names start with a dot: another build may be writing them).
+pub(super) fn prune(dir: &Path, keep: usize) {
+    let Ok(listing) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(SystemTime, std::path::PathBuf)> = listing
+        .filter_map(|e| {
+            let e = e.ok()?;
+            if e.file_name().as_encoded_bytes().starts_with(b".") {
+                return None;
+            }
+            let m = e.metadata().ok()?;
+            Some((m.modified().ok()?, e.path()))
+        })
+        .collect();
+    if files.len() <= keep {
+        return;
+    }
+    files.sort();
+    for (_, p) in &files[..files.len() - keep] {
+        let _ = fs::remove_file(p);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_keeps_the_most_recently_written_and_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        for (i, name) in ["c", "a", "e", "b", "d", ".tmpX"].iter().enumerate() {
+            let p = dir.path().join(name);
+            std::fs::write(&p, b"r").unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(t0 + std::time::Duration::from_secs(i as u64))
+                .unwrap();
+        }
+        prune(dir.path(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".tmpX", "b", "d"]);
+        prune(dir.path(), 2);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
+    }
 
     #[test]
     fn round_trips_and_rejects_damage() {
@@ -125,10 +194,11 @@ mod tests {
                 members: 3,
                 members_reused: 0,
                 unchanged: false,
+                fingerprinted: 0,
             },
             blob: [1, 2, 3, 4, 5],
             files: vec![FileStat([6, 7, 8, 9, 10, 11]), FileStat([u64::MAX; 6])],
-            hashes: vec![ContentHash([1; 16]), ContentHash([2; 16])],
+            hashes: vec![ContentHash([1; 32]), ContentHash([2; 32])],
         };
         let bytes = r.encode();
         let back = Record::decode(&bytes).unwrap();
