@@ -1,8 +1,10 @@
 //! Issue 6: the layer cache, end to end through the CLI against a real registry.
 //!
 //! * cached, uncached (`--no-cache`) and cold-cache builds give the same digest;
-//! * an unchanged context is answered by the stat index (nothing read or compressed), and
-//!   a fresh checkout (new mtimes) by the member cache (same digest, nothing recompressed);
+//! * an unchanged context is answered by the stat index (nothing read or compressed); a
+//!   touched file or a fresh checkout (new mtimes) by the stat index's fingerprints (its
+//!   files re-read, nothing compressed), or else by the member cache (same digest,
+//!   nothing recompressed); checkouts built as `ocibuild .` keep a record each;
 //! * an edit recompresses at most two members;
 //! * a corrupted cache (a flipped byte in every cached blob and in a member record) is
 //!   detected and rebuilt: the registry receives the right bytes.
@@ -115,6 +117,18 @@ fn members(out: &Output) -> (usize, usize) {
     (a.parse().unwrap(), b.parse().unwrap())
 }
 
+/// How many files the `-v` layer line says were re-read for their fingerprints.
+fn reread(out: &Output) -> usize {
+    out.stderr
+        .lines()
+        .find_map(|l| {
+            let end = l.find(" files re-read")?;
+            let start = l[..end].rfind(", ")? + 2;
+            l[start..end].parse().ok()
+        })
+        .unwrap_or(0)
+}
+
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .map(|rd| rd.map(|e| e.unwrap().path()).collect())
@@ -184,12 +198,13 @@ fn unchanged_contents_hit_the_stat_index_and_fresh_checkouts_the_member_cache_to
     assert_eq!(third, first);
     assert_eq!(members(&out), (total, total), "{}", out.stderr);
 
-    // Same bytes, new mtime: still the same layer, nothing compressed.
+    // Same bytes, new mtime: still the same layer, nothing compressed, one file re-read.
     let touched = s.ctx.join("src/d00/f000.js");
     std::fs::write(&touched, std::fs::read(&touched).unwrap()).unwrap();
     let (fourth, out) = s.build(&dest, &[]);
     assert_eq!(fourth, first);
     assert_eq!(members(&out), (total, total), "{}", out.stderr);
+    assert_eq!(reread(&out), 1, "{}", out.stderr);
 
     // Other bytes of the same size: the fingerprint differs, the layer is rebuilt (and
     // every member recompressed, as the member cache is gone).
@@ -199,6 +214,50 @@ fn unchanged_contents_hit_the_stat_index_and_fresh_checkouts_the_member_cache_to
     let (fifth, out) = s.build(&dest, &[]);
     assert_ne!(fifth, first);
     assert_eq!(members(&out), (0, total), "{}", out.stderr);
+}
+
+/// `ocibuild .` from two checkouts of the same tree: the first build of the second one
+/// re-reads its files (same bytes, nothing compressed); after that each checkout has a
+/// record of its own and is answered by stats alone, whichever was built last.
+#[test]
+fn checkouts_built_as_dot_keep_a_record_each() {
+    let s = setup();
+    let dest = s.reg.reference("app:1");
+    let other = s.env.work().join("other");
+    let cp = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&s.ctx)
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    // Not just written (racy files are re-read every time), and unlike the original's.
+    touch_all(&other, 1_600_000_100);
+    let build_dot = |dir: &Path| {
+        let out = common::run(
+            s.env
+                .ocibuild()
+                .current_dir(dir)
+                .args([".", "--from", &s.base, "--dest", "/app", "-v", "-t", &dest]),
+        );
+        (expect_dest_lines(&out, &[&dest]).remove(0), out)
+    };
+    let (first, _) = build_dot(&s.ctx);
+    let (second, out) = build_dot(&other);
+    assert_eq!(second, first);
+    let files = 301;
+    assert_eq!(reread(&out), files, "{}", out.stderr);
+    for dir in [&s.ctx, &other, &s.ctx] {
+        let (again, out) = build_dot(dir);
+        assert_eq!(again, first);
+        assert_eq!(
+            reread(&out),
+            0,
+            "a stat hit in {}:\n{}",
+            dir.display(),
+            out.stderr
+        );
+    }
 }
 
 #[test]

@@ -149,8 +149,12 @@ fn copied(spec: &LayerSpec, dir: &Path, edit: impl Fn(&str, &mut Vec<u8>)) -> La
 
 /// The record files under `meta/stat` and their inodes (a rewrite makes a new one).
 fn records(cache: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    files_and_inodes(&cache.join("meta/stat"))
+}
+
+fn files_and_inodes(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
     use std::os::unix::fs::MetadataExt;
-    let mut v: Vec<_> = std::fs::read_dir(cache.join("meta/stat"))
+    let mut v: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| {
             let p = e.unwrap().path();
@@ -184,13 +188,20 @@ fn a_fresh_copy_elsewhere_is_fingerprinted_once_then_trusted() {
     same_layer(&first, &second);
     let both = records(cache.path());
     assert_eq!(both.len(), 2, "a record per checkout");
+    let latest = files_and_inodes(&cache.path().join("meta/stat-latest"));
+    assert_eq!(latest.len(), 1, "one shape");
 
     for s in [&moved, &spec, &moved] {
         let hit = b.build(s).unwrap();
         assert!(hit.unchanged);
         assert_eq!(hit.fingerprinted, 0, "trusted by stat: {hit:?}");
     }
-    assert_eq!(records(cache.path()), both, "plain hits write nothing");
+    assert_eq!(records(cache.path()), both, "plain hits rewrite no record");
+    assert_eq!(
+        files_and_inodes(&cache.path().join("meta/stat-latest")),
+        latest,
+        "nor the pointer"
+    );
 }
 
 /// A copy elsewhere with one file's bytes changed (same size) is not the recorded layer.

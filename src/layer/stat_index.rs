@@ -117,8 +117,8 @@ impl FileStat {
 /// when the index was opened (before the build reads them).
 pub struct StatIndex<'a> {
     cache: &'a BlobCache,
-    /// What the tar holds, but for file contents: the key of the newest record of any
-    /// checkout (`meta/stat-latest/<shape>` names it).
+    /// Hash of what the tar holds but file contents; `meta/stat-latest/<shape>` holds the
+    /// key of the newest record of any checkout with this shape.
     shape: String,
     /// The shape and where every file is read from: this checkout's record.
     key: String,
@@ -203,6 +203,12 @@ impl<'a> StatIndex<'a> {
         let shape = hex::encode(h.finalize());
         let mut k = Sha256::new();
         k.update(shape.as_bytes());
+        // Relative sources (`ocibuild .`) name different files from different directories.
+        if sources.iter().any(|(p, _)| p.is_relative())
+            && let Ok(cwd) = std::env::current_dir()
+        {
+            k.update(cwd.as_os_str().as_encoded_bytes());
+        }
         for (source, _) in &sources {
             let bytes = source.as_os_str().as_encoded_bytes();
             k.update((bytes.len() as u64).to_le_bytes());
@@ -226,19 +232,28 @@ impl<'a> StatIndex<'a> {
 
     /// The recorded layer, if every source file is unchanged and its blob is intact.
     ///
-    /// The record is this checkout's, or else the newest of any checkout with the same
-    /// shape. Files whose stat differs from the record's (touched, checked out afresh,
-    /// racy) are read and their fingerprints compared instead; if all still match, this
-    /// checkout's record is (re)written with their new stats.
+    /// The record is this checkout's, or else (or if that one no longer matches) the
+    /// newest of any checkout with the same shape. Files whose stat differs from the
+    /// record's (touched, checked out afresh, racy) are read and their fingerprints
+    /// compared instead; if all still match, this checkout's record is (re)written with
+    /// their new stats.
     pub fn lookup(&self) -> Option<BuiltLayer> {
         let stats = self.stats.as_ref()?;
-        let (mut record, own) = match self.read(&self.key) {
-            Some(r) => (r, true),
-            None => {
-                let latest = fs::read(self.cache.meta_path(LATEST, &self.shape)).ok()?;
-                (self.read(std::str::from_utf8(&latest).ok()?)?, false)
-            }
-        };
+        if let Some(own) = self.read(&self.key)
+            && let Some(hit) = self.answer(own, true, stats)
+        {
+            return Some(hit);
+        }
+        let latest = fs::read(self.cache.meta_path(LATEST, &self.shape)).ok()?;
+        let latest = std::str::from_utf8(&latest).ok()?;
+        if latest == self.key {
+            return None;
+        }
+        self.answer(self.read(latest)?, false, stats)
+    }
+
+    /// The layer of `record` (this checkout's when `own`) if it holds for `stats`.
+    fn answer(&self, mut record: Record, own: bool, stats: &[FileStat]) -> Option<BuiltLayer> {
         if record.files.len() != stats.len() || record.hashes.len() != stats.len() {
             return None;
         }
@@ -260,7 +275,8 @@ impl<'a> StatIndex<'a> {
         if !suspects.is_empty() && !content_hash::all_unchanged(&suspects, self.jobs) {
             return None;
         }
-        let mut rewrite = !suspects.is_empty() || !own;
+        // Files still racy have NEVER in both: no news, nothing to write for them.
+        let mut rewrite = !own || record.files != stats;
         if meta.len() <= ALWAYS_VERIFY || blob_stat(&meta) != record.blob {
             // Small, or re-committed or touched since: trust it only after re-hashing (a
             // corrupt blob is deleted by verify, and rebuilt by the caller).
@@ -270,8 +286,11 @@ impl<'a> StatIndex<'a> {
             record.blob = fresh;
         }
         if rewrite {
-            record.files.clone_from(stats);
+            record.files = stats.to_vec();
             let _ = self.write(&record);
+        } else {
+            // Pruning goes by last use: a record that keeps answering stays.
+            stat_record::touch(&self.cache.meta_path("stat", &self.key));
         }
         Some(BuiltLayer {
             path: blob,
@@ -310,19 +329,17 @@ impl<'a> StatIndex<'a> {
         if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
-        Record::decode(&fs::read(self.cache.meta_path("stat", key)).ok()?)
+        Record::decode(&fs::read(self.cache.meta_path("stat", key)).ok()?, key)
     }
 
     /// Writes this checkout's record and points its shape at it.
     fn write(&self, record: &Record) -> std::io::Result<()> {
         let path = self.cache.meta_path("stat", &self.key);
-        stat_record::store(&path, &record.encode())?;
+        stat_record::store(&path, &record.encode(&self.key))?;
         let latest = self.cache.meta_path(LATEST, &self.shape);
         stat_record::store(&latest, self.key.as_bytes())?;
         for written in [&path, &latest] {
-            if let Some(dir) = written.parent() {
-                stat_record::prune(dir, stat_record::KEEP_RECORDS);
-            }
+            stat_record::prune(written, stat_record::KEEP);
         }
         Ok(())
     }

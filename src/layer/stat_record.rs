@@ -19,11 +19,24 @@ use crate::image::Digest;
 /// OCBSTAT4: file fingerprints, source paths out of the key), so an older record is a
 /// miss rather than an older digest.
 pub(super) const MAGIC: &[u8; 8] = b"OCBSTAT4";
+/// What [`prune`] keeps of a directory: the most recently used files, up to a count and a
+/// total size.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Keep {
+    pub files: usize,
+    pub bytes: u64,
+}
+
 /// Records (and shape pointers) kept: an edit that changes a file's size is a new shape,
-/// so a new record (~80 bytes per source file); past this many, the least recently
-/// written go. A removed record is only a slower build (a fingerprint pass or a stream
-/// through the member cache).
-pub(super) const KEEP_RECORDS: usize = 64;
+/// so a new record (~112 bytes per source file: 1.6 MB for 20,000 files); past these, the
+/// least recently used go. A removed record is only a slower build (a fingerprint pass or
+/// a stream through the member cache).
+pub(super) const KEEP: Keep = Keep {
+    files: 512,
+    bytes: 256 << 20,
+};
+/// A temp file this old was left by a build that crashed.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
 /// u64 fields per file stat.
 const STAT_FIELDS: usize = 6;
 
@@ -41,7 +54,9 @@ pub(super) struct Record {
 }
 
 impl Record {
-    pub fn encode(&self) -> Vec<u8> {
+    /// The record's bytes; its checksum covers `key`, so it is only ever read back as the
+    /// record of that key (not through a pointer altered to name another).
+    pub fn encode(&self, key: &str) -> Vec<u8> {
         let l = &self.layer;
         let per_file = STAT_FIELDS * 8 + content_hash::LEN;
         let mut out = Vec::with_capacity(256 + self.files.len() * per_file);
@@ -61,14 +76,14 @@ impl Record {
         for h in &self.hashes {
             out.extend_from_slice(&h.0);
         }
-        let sum = Sha256::digest(&out);
+        let sum = checksum(key, &out);
         out.extend_from_slice(&sum);
         out
     }
 
-    pub fn decode(bytes: &[u8]) -> Option<Record> {
+    pub fn decode(bytes: &[u8], key: &str) -> Option<Record> {
         let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(32)?)?;
-        if Sha256::digest(body).as_slice() != sum || !body.starts_with(MAGIC) {
+        if checksum(key, body) != sum || !body.starts_with(MAGIC) {
             return None;
         }
         let rest = &body[MAGIC.len()..];
@@ -130,28 +145,51 @@ pub(super) fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Removes all but the `keep` most recently written files of `dir` (not temp files,
-/// whose names start with a dot: another build may be writing them).
-pub(super) fn prune(dir: &Path, keep: usize) {
-    let Ok(listing) = fs::read_dir(dir) else {
+fn checksum(key: &str, body: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(key.as_bytes());
+    h.update(body);
+    h.finalize().into()
+}
+
+/// Marks the file at `path` as just used (its mtime), for [`prune`].
+pub(super) fn touch(path: &Path) {
+    if let Ok(f) = fs::File::options().write(true).open(path) {
+        let _ = f.set_modified(SystemTime::now());
+    }
+}
+
+/// Removes from the directory of `written` (just written, always kept) the least recently
+/// used files beyond `keep`, and temp files (named with a leading dot) left over by
+/// crashed builds; a younger temp file may be another build's record being written.
+pub(super) fn prune(written: &Path, keep: Keep) {
+    let Some(listing) = written.parent().and_then(|d| fs::read_dir(d).ok()) else {
         return;
     };
-    let mut files: Vec<(SystemTime, std::path::PathBuf)> = listing
-        .filter_map(|e| {
-            let e = e.ok()?;
-            if e.file_name().as_encoded_bytes().starts_with(b".") {
-                return None;
+    let now = SystemTime::now();
+    let mut files = Vec::new();
+    for e in listing.flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        let Ok(t) = m.modified() else { continue };
+        let path = e.path();
+        if e.file_name().as_encoded_bytes().starts_with(b".") {
+            if now.duration_since(t).is_ok_and(|age| age > STALE_TEMP) {
+                let _ = fs::remove_file(&path);
             }
-            let m = e.metadata().ok()?;
-            Some((m.modified().ok()?, e.path()))
-        })
-        .collect();
-    if files.len() <= keep {
-        return;
+        } else if path != written {
+            files.push((t, m.len(), path));
+        }
     }
-    files.sort();
-    for (_, p) in &files[..files.len() - keep] {
-        let _ = fs::remove_file(p);
+    // Newest first; ties (coarse timestamps) in name order, whatever it is.
+    files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
+    let mut count = 1;
+    let mut bytes = fs::metadata(written).map_or(0, |m| m.len());
+    for (_, len, path) in files {
+        count += 1;
+        bytes += len;
+        if count > keep.files || bytes > keep.bytes {
+            let _ = fs::remove_file(&path);
+        }
     }
 }
 
@@ -160,25 +198,49 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prune_keeps_the_most_recently_written_and_temp_files() {
+    fn prune_keeps_the_written_file_the_most_recently_used_and_young_temp_files() {
         let dir = tempfile::tempdir().unwrap();
         let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-        for (i, name) in ["c", "a", "e", "b", "d", ".tmpX"].iter().enumerate() {
+        let names = ["c", "a", "e", "b", "d", "w", ".tmpOld", ".tmpNew"];
+        for (i, name) in names.iter().enumerate() {
             let p = dir.path().join(name);
-            std::fs::write(&p, b"r").unwrap();
+            std::fs::write(&p, [0u8; 10]).unwrap();
             let f = std::fs::File::options().write(true).open(&p).unwrap();
-            f.set_modified(t0 + std::time::Duration::from_secs(i as u64))
-                .unwrap();
+            let t = match *name {
+                // The file just written is kept even when older than the rest.
+                "w" => t0,
+                ".tmpNew" => SystemTime::now(),
+                _ => t0 + std::time::Duration::from_secs(i as u64),
+            };
+            f.set_modified(t).unwrap();
         }
-        prune(dir.path(), 2);
-        let mut left: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        left.sort();
-        assert_eq!(left, [".tmpX", "b", "d"]);
-        prune(dir.path(), 2);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
+        let left = || {
+            let mut v: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            v.sort();
+            v
+        };
+        let w = dir.path().join("w");
+        touch(&dir.path().join("a"));
+        prune(
+            &w,
+            Keep {
+                files: 4,
+                bytes: 1 << 20,
+            },
+        );
+        assert_eq!(left(), [".tmpNew", "a", "b", "d", "w"]);
+        // 30 bytes allowed: `w` and the two most recently used.
+        prune(
+            &w,
+            Keep {
+                files: 10,
+                bytes: 30,
+            },
+        );
+        assert_eq!(left(), [".tmpNew", "a", "d", "w"]);
     }
 
     #[test]
@@ -200,8 +262,9 @@ mod tests {
             files: vec![FileStat([6, 7, 8, 9, 10, 11]), FileStat([u64::MAX; 6])],
             hashes: vec![ContentHash([1; 32]), ContentHash([2; 32])],
         };
-        let bytes = r.encode();
-        let back = Record::decode(&bytes).unwrap();
+        let key = "k".repeat(64);
+        let bytes = r.encode(&key);
+        let back = Record::decode(&bytes, &key).unwrap();
         assert_eq!(back.layer, r.layer);
         assert_eq!(
             (back.blob, &back.files, &back.hashes),
@@ -210,9 +273,13 @@ mod tests {
         for at in [0, 9, bytes.len() / 2, bytes.len() - 1] {
             let mut bad = bytes.clone();
             bad[at] ^= 1;
-            assert!(Record::decode(&bad).is_none(), "byte {at} flipped");
+            assert!(Record::decode(&bad, &key).is_none(), "byte {at} flipped");
         }
-        assert!(Record::decode(&bytes[..bytes.len() - 1]).is_none());
-        assert!(Record::decode(&[]).is_none());
+        assert!(Record::decode(&bytes[..bytes.len() - 1], &key).is_none());
+        assert!(Record::decode(&[], &key).is_none());
+        assert!(
+            Record::decode(&bytes, &"j".repeat(64)).is_none(),
+            "another key's"
+        );
     }
 }

@@ -152,8 +152,12 @@ impl LayerMemo {
         })
         .await
         .map_err(|e| PipelineError::Internal(format!("layer task failed: {e}")))??;
+        let reread = match layer.fingerprinted {
+            0 => String::new(),
+            n => format!(", {n} files re-read: stat changed, same bytes"),
+        };
         progress.info(format_args!(
-            "layer sha256:{} {} ({} → {}, {}/{} members reused)",
+            "layer sha256:{} {} ({} → {}, {}/{} members reused{reread})",
             &layer.digest.hex()[..12],
             spec.created_by,
             human_bytes(layer.tar_size),
