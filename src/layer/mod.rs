@@ -9,6 +9,7 @@ pub mod compress;
 pub mod content_hash;
 pub mod entry;
 pub mod error;
+mod page_cache;
 mod pool;
 pub mod split;
 pub mod spool;

@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{self, Read};
 
 use super::content_hash::{ContentHash, ContentHasher};
+use super::page_cache;
 use super::{EntryKind, LayerEntry, LayerError};
 
 const BLOCK: usize = 512;
@@ -139,12 +140,13 @@ fn copy_file(
         path: source.to_path_buf(),
         source: e,
     };
-    let mut f = File::open(source).map_err(read_err)?;
+    let f = File::open(source).map_err(read_err)?;
+    let mut behind = (size >= page_cache::LARGE).then(|| page_cache::Behind::new(&f));
     let mut hasher = ContentHasher::new();
     let mut left = size;
     while left > 0 {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = match f.read(&mut buf[..want]) {
+        let n = match (&f).read(&mut buf[..want]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(read_err(e)),
@@ -159,10 +161,16 @@ fn copy_file(
         hasher.update(&buf[..n]);
         sink.write(&buf[..n])?;
         left -= n as u64;
+        if let Some(b) = behind.as_mut() {
+            b.advance(size - left);
+        }
+    }
+    if let Some(b) = behind.as_mut() {
+        b.drop_until(size);
     }
     // One more byte means the file grew since it was walked.
     let mut probe = [0u8; 1];
-    if f.read(&mut probe).map_err(read_err)? != 0 {
+    if (&f).read(&mut probe).map_err(read_err)? != 0 {
         let actual = f.metadata().map(|m| m.len()).unwrap_or(size + 1);
         return Err(LayerError::Changed {
             path: source.to_path_buf(),
