@@ -8,7 +8,7 @@
 //! read from; `meta/stat-latest/<shape>` names the newest record of the shape, so a
 //! checkout elsewhere starts from it. A record holds the layer's digests and, per source
 //! file in archive order, its stat and the fingerprint of the bytes the build read
-//! ([`super::content_hash`]); it ends with its own SHA-256 ([`super::stat_record`]).
+//! ([`super::content_hash`]); it ends with its own checksum ([`super::stat_record`]).
 //!
 //! Content stays the source of truth. Files whose stat differs from the record (touched,
 //! rewritten with the same bytes, racy, or a fresh checkout anywhere) are read and
@@ -41,8 +41,6 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
-
-use sha2::{Digest as _, Sha256};
 
 use super::build::BuiltLayer;
 use super::content_hash::{self, ContentHash, Expected};
@@ -152,8 +150,9 @@ impl<'a> StatIndex<'a> {
     ) -> Self {
         let entries = sorted(&spec.entries);
         // The fields are laid out in a buffer hashed in runs: a spec has an entry per file,
-        // and a hasher call per field cost more than the hashing.
-        let mut h = Sha256::new();
+        // and a hasher call per field cost more than the hashing. (BLAKE3: the no-op path
+        // hashes a few MB here, ~4x faster than SHA-256.)
+        let mut h = blake3::Hasher::new();
         let mut fields = Vec::with_capacity(FIELDS_BUFFER);
         let mut field = |b: &[u8]| {
             fields.extend_from_slice(&(b.len() as u64).to_le_bytes());
@@ -200,8 +199,8 @@ impl<'a> StatIndex<'a> {
             }
         }
         h.update(&fields);
-        let shape = hex::encode(h.finalize());
-        let mut k = Sha256::new();
+        let shape = h.finalize().to_hex().to_string();
+        let mut k = blake3::Hasher::new();
         k.update(shape.as_bytes());
         // Relative sources (`ocibuild .`) name different files from different directories.
         if sources.iter().any(|(p, _)| p.is_relative())
@@ -211,10 +210,10 @@ impl<'a> StatIndex<'a> {
         }
         for (source, _) in &sources {
             let bytes = source.as_os_str().as_encoded_bytes();
-            k.update((bytes.len() as u64).to_le_bytes());
+            k.update(&(bytes.len() as u64).to_le_bytes());
             k.update(bytes);
         }
-        let key = hex::encode(k.finalize());
+        let key = k.finalize().to_hex().to_string();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);

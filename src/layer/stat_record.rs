@@ -1,14 +1,12 @@
 //! The stat index's record for one layer spec, and its byte layout: the layer's digests,
 //! the blob's own stat, and per source file (in archive order) its stat and fingerprint.
-//! A record ends with its own SHA-256, so a torn or damaged one is a miss. Records are
+//! A record ends with its own BLAKE3 checksum, so a torn or damaged one is a miss. Records are
 //! written through temp files renamed into place, and pruned to the most recent.
 
 use std::fs;
 use std::io::Write;
 use std::path::Path;
 use std::time::SystemTime;
-
-use sha2::{Digest as _, Sha256};
 
 use super::build::BuiltLayer;
 use super::content_hash::{self, ContentHash};
@@ -146,10 +144,10 @@ pub(super) fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 fn checksum(key: &str, body: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
+    let mut h = blake3::Hasher::new();
     h.update(key.as_bytes());
     h.update(body);
-    h.finalize().into()
+    *h.finalize().as_bytes()
 }
 
 /// Marks the file at `path` as just used (its mtime), for [`prune`].

@@ -127,10 +127,15 @@ impl StageState {
 
     /// Records what a layer created, for later destination decisions.
     pub fn record(&mut self, layer: &LayerSpec) {
-        for e in &layer.entries {
-            self.known
-                .insert(e.path.clone(), matches!(e.kind, EntryKind::Dir));
-        }
+        // Collected, then appended: a layer's entries come sorted, so this is a bulk build
+        // and a merge, where inserting one by one compared long shared path prefixes
+        // ~15 times per entry (a tenth of a 20,000-file no-op rebuild).
+        let mut made: BTreeMap<String, bool> = layer
+            .entries
+            .iter()
+            .map(|e| (e.path.clone(), matches!(e.kind, EntryKind::Dir)))
+            .collect();
+        self.known.append(&mut made);
     }
 
     /// The destination filesystem as known to this stage.
