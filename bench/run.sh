@@ -15,7 +15,8 @@
 #   BENCH_SPLIT=32M                 --split-layers size of the split cases (8M with QUICK)
 #   OCIBUILD=/path/to/ocibuild      use this binary instead of building target/release
 #
-# Cases (each: median wall, CPU = user+sys, peak RSS, bytes uploaded):
+# Cases (each: median wall, CPU = user+sys, peak RSS, bytes uploaded; every measured run
+# starts after a `sync`, so no run pays for the previous one's write-back):
 #   floor   the context compressed in 4 MiB members with the fastest deflate on all cores
 #           (bench/floor: libdeflate and zlib-rs level 1, best of the two), in memory
 #   cold    empty cache, new repository                  target: >=10x buildah, >=150 MB/s
@@ -141,6 +142,10 @@ measure() {
     shift 2
     local out=$W/out/$case-$run
     local t0 t1
+    # Each run starts with no dirty pages left by the previous one (a cold build leaves
+    # ~160 MB of cache and registry writes that the kernel would otherwise flush, on the
+    # same two cores, during the next measurement). Done for every tool alike.
+    sync
     t0=$(date +%s.%N)
     /usr/bin/time -f '%U %S %M' -o "$out.time" "$@" >"$out.stdout" 2>"$out.stderr" || {
         echo "FAILED: $*" >&2
@@ -194,6 +199,7 @@ done
 COLD_UP=$(python3 -c 'import json,sys; print(sum(d.get("bytesUploaded", 0) for d in json.load(open(sys.argv[1]))["destinations"]))' "$W/out/cold-$RUNS.meta")
 for i in $(seq "$RUNS"); do
     log "upload floor $i/$RUNS ($COLD_UP bytes)"
+    sync
     secs=$(python3 "$ROOT/bench/upload_floor.py" "$REG" "$COLD_UP")
     printf 'upload\t%s\t%s\t0\t0\t%s\t\t\n' "$i" "$secs" "$COLD_UP" >>"$RUNS_TSV"
 done
