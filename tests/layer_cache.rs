@@ -99,6 +99,19 @@ impl Setup {
         self.build_in(&self.env, &self.ctx, dest, extra)
     }
 
+    /// A `cp -r` of the context (new inodes and mtimes) named `name` in the work dir.
+    fn copy_of_context(&self, name: &str) -> PathBuf {
+        let to = self.env.work().join(name);
+        let cp = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(&self.ctx)
+            .arg(&to)
+            .status()
+            .unwrap();
+        assert!(cp.success());
+        to
+    }
+
     fn cache(&self) -> PathBuf {
         self.env.cache_home().join("ocibuild")
     }
@@ -177,14 +190,7 @@ fn unchanged_contents_hit_the_stat_index_and_fresh_checkouts_the_member_cache_to
 
     // A fresh checkout elsewhere (new paths, inodes and mtimes) without the stat index:
     // every member comes from the member cache.
-    let fresh = s.env.work().join("fresh");
-    let cp = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(&s.ctx)
-        .arg(&fresh)
-        .status()
-        .unwrap();
-    assert!(cp.success());
+    let fresh = s.copy_of_context("fresh");
     std::fs::remove_dir_all(s.cache().join("meta/stat")).unwrap();
     let (second, out) = s.build_in(&s.env, &fresh, &dest, &[]);
     assert_eq!(second, first, "a fresh checkout gives the same digest");
@@ -223,14 +229,7 @@ fn unchanged_contents_hit_the_stat_index_and_fresh_checkouts_the_member_cache_to
 fn checkouts_built_as_dot_keep_a_record_each() {
     let s = setup();
     let dest = s.reg.reference("app:1");
-    let other = s.env.work().join("other");
-    let cp = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(&s.ctx)
-        .arg(&other)
-        .status()
-        .unwrap();
-    assert!(cp.success());
+    let other = s.copy_of_context("other");
     // Not just written (racy files are re-read every time), and unlike the original's.
     touch_all(&other, 1_600_000_100);
     let build_dot = |dir: &Path| {

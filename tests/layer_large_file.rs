@@ -27,8 +27,11 @@ fn write_sparse(path: &Path) -> Vec<u8> {
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
     let f = std::fs::File::options().write(true).open(path).unwrap();
     f.set_modified(t).unwrap();
+    sha256_of(std::fs::File::open(path).unwrap())
+}
+
+fn sha256_of(mut r: impl Read) -> Vec<u8> {
     let mut h = Sha256::new();
-    let mut r = std::fs::File::open(path).unwrap();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = r.read(&mut buf).unwrap();
@@ -70,18 +73,9 @@ fn a_file_past_the_page_cache_threshold_is_layered_byte_for_byte() {
     let blob = std::fs::File::open(&built.path).unwrap();
     let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(blob));
     let mut entries = archive.entries().unwrap();
-    let mut entry = entries.next().unwrap().unwrap();
+    let entry = entries.next().unwrap().unwrap();
     assert_eq!(entry.path().unwrap().to_str(), Some("big.bin"));
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = entry.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    assert_eq!(h.finalize().to_vec(), want);
+    assert_eq!(sha256_of(entry), want);
 
     // A touch: the index re-reads the file and finds the fingerprint it recorded.
     let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_500);

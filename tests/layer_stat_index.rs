@@ -66,6 +66,29 @@ fn context(dir: &Path, racy: bool) -> LayerSpec {
     }
 }
 
+/// A context of three files (old mtimes unless `racy`) built once.
+struct Built {
+    src: tempfile::TempDir,
+    cache: tempfile::TempDir,
+    spec: LayerSpec,
+    b: LayerBuilder,
+    first: BuiltLayer,
+}
+
+fn built(racy: bool) -> Built {
+    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let spec = context(src.path(), racy);
+    let b = builder(cache.path());
+    let first = b.build(&spec).unwrap();
+    Built {
+        src,
+        cache,
+        spec,
+        b,
+        first,
+    }
+}
+
 fn same_layer(a: &BuiltLayer, b: &BuiltLayer) {
     assert_eq!(
         (&a.digest, &a.diff_id, a.size, a.tar_size),
@@ -75,10 +98,13 @@ fn same_layer(a: &BuiltLayer, b: &BuiltLayer) {
 
 #[test]
 fn unchanged_files_hit_and_the_result_is_the_same_layer() {
-    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let spec = context(src.path(), false);
-    let b = builder(cache.path());
-    let first = b.build(&spec).unwrap();
+    let Built {
+        src: _src,
+        cache,
+        spec,
+        b,
+        first,
+    } = built(false);
     assert!(!first.unchanged);
     let second = b.build(&spec).unwrap();
     assert!(second.unchanged, "{second:?}");
@@ -100,10 +126,13 @@ fn unchanged_files_hit_and_the_result_is_the_same_layer() {
 /// same bytes are still the same layer, other bytes are not.
 #[test]
 fn recently_modified_files_are_re_read() {
-    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let spec = context(src.path(), true);
-    let b = builder(cache.path());
-    let first = b.build(&spec).unwrap();
+    let Built {
+        src,
+        cache: _cache,
+        spec,
+        b,
+        first,
+    } = built(true);
     let second = b.build(&spec).unwrap();
     assert!(second.unchanged, "same bytes: {second:?}");
     assert_eq!(second.fingerprinted, 3, "the racy files are read again");
@@ -171,10 +200,13 @@ fn files_and_inodes(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
 /// its own, so both checkouts are trusted by their stats without reading a file.
 #[test]
 fn a_fresh_copy_elsewhere_is_fingerprinted_once_then_trusted() {
-    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let spec = context(src.path(), false);
-    let b = builder(cache.path());
-    let first = b.build(&spec).unwrap();
+    let Built {
+        src: _src,
+        cache,
+        spec,
+        b,
+        first,
+    } = built(false);
     assert_eq!(records(cache.path()).len(), 1);
 
     let copy = tempfile::tempdir().unwrap();
@@ -207,10 +239,13 @@ fn a_fresh_copy_elsewhere_is_fingerprinted_once_then_trusted() {
 /// A copy elsewhere with one file's bytes changed (same size) is not the recorded layer.
 #[test]
 fn a_copy_with_other_bytes_of_the_same_size_is_rebuilt() {
-    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let spec = context(src.path(), false);
-    let b = builder(cache.path());
-    let first = b.build(&spec).unwrap();
+    let Built {
+        src: _src,
+        cache: _cache,
+        spec,
+        b,
+        first,
+    } = built(false);
     let copy = tempfile::tempdir().unwrap();
     let edited = copied(&spec, copy.path(), |path, body| {
         if path == "app/b.txt" {
@@ -292,20 +327,26 @@ fn fingerprints_stay_aligned_around_inline_entries() {
 /// fingerprints match, but the blob is re-hashed and rebuilt, never trusted.
 #[test]
 fn a_touched_source_does_not_vouch_for_a_damaged_blob() {
-    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let spec = context(src.path(), false);
-    let b = builder(cache.path());
-    let first = b.build(&spec).unwrap();
+    let Built {
+        src,
+        cache: _cache,
+        spec,
+        b,
+        first,
+    } = built(false);
     set_mtime(&src.path().join("a.txt"), old() + Duration::from_secs(5));
     damaged_blob_is_rebuilt(&b, &spec, &first);
 }
 
 #[test]
 fn changed_bytes_behind_a_restored_mtime_are_seen() {
-    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let spec = context(src.path(), false);
-    let b = builder(cache.path());
-    let first = b.build(&spec).unwrap();
+    let Built {
+        src,
+        cache: _cache,
+        spec,
+        b,
+        first,
+    } = built(false);
     // Same size, same mtime, other bytes: the ctime (and so the stat) still changes.
     let p = src.path().join("b.txt");
     let mut body = std::fs::read(&p).unwrap();
@@ -320,10 +361,13 @@ fn changed_bytes_behind_a_restored_mtime_are_seen() {
 
 #[test]
 fn damaged_records_and_blobs_are_misses() {
-    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let spec = context(src.path(), false);
-    let b = builder(cache.path());
-    let first = b.build(&spec).unwrap();
+    let Built {
+        src: _src,
+        cache,
+        spec,
+        b,
+        first,
+    } = built(false);
     let stat_dir = cache.path().join("meta/stat");
     let records: Vec<_> = std::fs::read_dir(&stat_dir)
         .unwrap()

@@ -16,10 +16,11 @@ use super::archive;
 use super::copy_memo::Recorder;
 use super::destfs::{DestFs, Probe, StandardDirs};
 use super::ignore::Ignore;
+use super::placer::Placer;
 use super::source::{Found, clean_source, expand};
 use super::tree::{entry_kind, walk_dir};
 use super::{ContextError, normalize_dest};
-use crate::layer::{EntryKind, LayerEntry, LayerSpec};
+use crate::layer::{EntryKind, LayerSpec};
 use crate::recipe::{CopySource, CopySpec};
 
 /// Where a COPY reads and what its destination holds.
@@ -280,131 +281,6 @@ fn join(a: &str, b: &str) -> String {
         (true, _) => b.to_string(),
         (_, true) => a.to_string(),
         _ => format!("{a}/{b}"),
-    }
-}
-
-/// Collects the layer's entries; later entries replace earlier ones at the same path.
-struct Placer<'a> {
-    fs: &'a dyn DestFs,
-    entries: BTreeMap<String, LayerEntry>,
-    /// Directories created although the base may already have them (its contents are not
-    /// known): see [`Placer::drop_guessed_parents`].
-    guessed: Vec<String>,
-    owner: (u64, u64),
-    dest: &'a str,
-}
-
-impl Placer<'_> {
-    /// [`Placer::probe`] for a decision that depends on the answer.
-    fn probe_needed(&self, path: &str) -> Probe {
-        let p = self.probe(path);
-        if p == Probe::Unknown {
-            self.fs.needs(path);
-        }
-        p
-    }
-
-    fn probe(&self, path: &str) -> Probe {
-        match self.entries.get(path) {
-            Some(LayerEntry {
-                kind: EntryKind::Dir,
-                ..
-            }) => Probe::Dir,
-            Some(_) => Probe::NotDir,
-            None => self.fs.probe(path),
-        }
-    }
-
-    /// Makes sure `path` and its parents are directories, creating the missing ones
-    /// (0755, `--chown` owner); existing ones are left alone.
-    fn ensure_dir(&mut self, path: &str) -> Result<(), ContextError> {
-        let mut acc = String::new();
-        for part in path.split('/').filter(|p| !p.is_empty()) {
-            if !acc.is_empty() {
-                acc.push('/');
-            }
-            acc.push_str(part);
-            match self.probe(&acc) {
-                Probe::Dir => {}
-                Probe::NotDir => {
-                    return Err(ContextError::Dest {
-                        dest: self.dest.to_string(),
-                        reason: format!("/{acc} exists and is not a directory"),
-                    });
-                }
-                Probe::Missing => self.put(acc.clone(), EntryKind::Dir, 0o755),
-                Probe::Unknown => {
-                    self.put(acc.clone(), EntryKind::Dir, 0o755);
-                    self.guessed.push(acc.clone());
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes root-owned 0755 directories made for paths the base may already have,
-    /// when other entries of the layer lie below them. An entry would replace the base's
-    /// directory (say `/home/app`, 0750 and owned by `app`), while without it every layer
-    /// extractor (containerd, Docker, containers/storage, umoci) keeps an existing parent
-    /// and creates a missing one as root 0755, which is what Docker's COPY creates too.
-    /// A `--chown` owner keeps them: Docker gives new parents that owner. Returns the
-    /// guessed directories kept.
-    fn drop_guessed_parents(&mut self) -> Vec<String> {
-        let mut kept = Vec::new();
-        for path in std::mem::take(&mut self.guessed) {
-            let default = matches!(
-                self.entries.get(&path),
-                Some(LayerEntry {
-                    kind: EntryKind::Dir,
-                    mode: 0o755,
-                    uid: 0,
-                    gid: 0,
-                    ..
-                })
-            );
-            let prefix = format!("{path}/");
-            let has_child = self
-                .entries
-                .range(prefix.clone()..)
-                .next()
-                .is_some_and(|(k, _)| k.starts_with(&prefix));
-            if default && has_child {
-                self.entries.remove(&path);
-            } else if self.entries.contains_key(&path) {
-                kept.push(path);
-            }
-        }
-        kept
-    }
-
-    fn put(&mut self, path: String, kind: EntryKind, mode: u32) {
-        let e = self.entry(path, kind, mode);
-        self.entries.insert(e.path.clone(), e);
-    }
-
-    /// [`Placer::put`] for many entries (a directory's walk): collected, then merged. The
-    /// walk's paths come sorted, so this is a bulk build and one merge, where inserting one
-    /// by one compared long shared path prefixes ~15 times per entry. Later entries still
-    /// replace earlier ones at the same path.
-    fn put_all(&mut self, entries: impl Iterator<Item = (String, EntryKind, u32)>) {
-        let mut more: BTreeMap<String, LayerEntry> = entries
-            .map(|(path, kind, mode)| {
-                let e = self.entry(path, kind, mode);
-                (e.path.clone(), e)
-            })
-            .collect();
-        self.entries.append(&mut more);
-    }
-
-    fn entry(&self, path: String, kind: EntryKind, mode: u32) -> LayerEntry {
-        let (uid, gid) = self.owner;
-        LayerEntry {
-            path,
-            kind,
-            mode,
-            uid,
-            gid,
-        }
     }
 }
 

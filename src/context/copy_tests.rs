@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::context::destfs::EmptyFs;
+use crate::layer::LayerEntry;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 

@@ -11,6 +11,7 @@ pub mod error;
 pub mod glob;
 pub mod ignore;
 pub mod owner;
+mod placer;
 pub mod source;
 pub mod tree;
 pub mod walk;

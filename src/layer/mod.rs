@@ -11,6 +11,7 @@ pub mod entry;
 pub mod error;
 mod page_cache;
 mod pool;
+mod source_stat;
 pub mod split;
 pub mod spool;
 pub mod stat_index;

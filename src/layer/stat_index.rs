@@ -44,72 +44,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::build::BuiltLayer;
 use super::content_hash::{self, ContentHash, Expected};
+use super::source_stat::{NEVER, stat_all};
+pub use super::source_stat::{RACY_WINDOW_NS, SourceStat, StatHints};
 use super::stat_record::{self, FileStat, Record};
 use super::tar_writer::sorted;
 use super::{BlobCache, Codec, EntryKind, LayerSpec};
 
-/// Files modified this close to (or after) the stat are never trusted by the next build.
-pub const RACY_WINDOW_NS: i128 = 2_000_000_000;
 /// Blobs up to this size are re-hashed on every hit (≤ 1 ms); larger ones only when their
 /// size, mtime, ctime or inode differ from the record's. (It was 32 MiB: with
 /// `--split-layers` every part is that small, and a no-op re-hashed the whole layer.)
 const ALWAYS_VERIFY: u64 = 1 << 20;
 /// The spec's fields are hashed in runs of about this many bytes.
 const FIELDS_BUFFER: usize = 64 << 10;
-/// A stat field value that no real file has: recorded for racy files.
-const NEVER: u64 = u64::MAX;
 /// Where the newest record of each shape is named.
 const LATEST: &str = "stat-latest";
-
-/// A source file's `stat` (not following symlinks), as taken by whoever listed it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SourceStat {
-    pub size: u64,
-    pub mtime_ns: i128,
-    pub ctime_ns: i128,
-    pub ino: u64,
-    pub dev: u64,
-    pub mode: u32,
-}
-
-impl SourceStat {
-    pub fn of(m: &fs::Metadata) -> SourceStat {
-        SourceStat {
-            size: m.size(),
-            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-            ctime_ns: i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
-            ino: m.ino(),
-            dev: m.dev(),
-            mode: m.mode(),
-        }
-    }
-}
-
-/// Stats already taken (by the context walk, before anything was read), so the index
-/// need not stat every source again. A path it does not know is stat'ed as usual.
-pub trait StatHints: Send + Sync {
-    /// The stats of `paths`, in order (sources come sorted, so neighbours share a
-    /// directory); `None` for a path it does not know.
-    fn stats(&self, paths: &[&Path]) -> Vec<Option<SourceStat>>;
-}
-
-impl FileStat {
-    fn of(known: Option<SourceStat>, path: &Path) -> Option<(FileStat, i128)> {
-        let s = match known {
-            Some(s) => s,
-            None => SourceStat::of(&fs::symlink_metadata(path).ok()?),
-        };
-        let stat = FileStat([
-            s.size,
-            s.mtime_ns as u64,
-            s.ctime_ns as u64,
-            s.ino,
-            s.dev,
-            u64::from(s.mode),
-        ]);
-        Some((stat, s.mtime_ns))
-    }
-}
 
 /// The index entry for one layer spec: its keys, and the stats of its source files taken
 /// when the index was opened (before the build reads them).
@@ -354,53 +302,4 @@ fn blob_stat(m: &fs::Metadata) -> [u64; 5] {
         m.ctime_nsec() as u64,
         m.ino(),
     ]
-}
-
-/// Stats every source on up to `jobs` threads; racy files get a never-matching stat.
-fn stat_all(
-    sources: &[&Path],
-    jobs: usize,
-    now_ns: i128,
-    hints: Option<&dyn StatHints>,
-) -> Option<Vec<FileStat>> {
-    let judge = |known: Option<SourceStat>, p: &Path| {
-        let (stat, changed) = FileStat::of(known, p)?;
-        let racy = changed > now_ns - RACY_WINDOW_NS;
-        Some(if racy { FileStat([NEVER; 6]) } else { stat })
-    };
-    if let Some(h) = hints {
-        // Known stats are lookups: one thread does them faster than starting others.
-        let known = h.stats(sources);
-        return sources
-            .iter()
-            .zip(known)
-            .map(|(p, k)| judge(k, p))
-            .collect();
-    }
-    let chunk = sources.len().div_ceil(jobs).max(1);
-    let stat_part =
-        |part: &[&Path]| -> Option<Vec<FileStat>> { part.iter().map(|p| judge(None, p)).collect() };
-    let parts: Vec<Option<Vec<FileStat>>> = std::thread::scope(|s| {
-        // A part whose thread cannot be started is stat'ed on this one.
-        let handles: Vec<_> = sources
-            .chunks(chunk)
-            .map(|part| {
-                std::thread::Builder::new()
-                    .spawn_scoped(s, move || stat_part(part))
-                    .map_err(|_| stat_part(part))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| match h {
-                Ok(h) => h.join().ok().flatten(),
-                Err(done) => done,
-            })
-            .collect()
-    });
-    let mut out = Vec::with_capacity(sources.len());
-    for p in parts {
-        out.extend(p?);
-    }
-    Some(out)
 }
