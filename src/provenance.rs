@@ -29,6 +29,9 @@ pub struct GitSource {
 /// The git source of `context`, or None when it is not inside a git checkout.
 pub fn detect(context: &Path) -> Option<GitSource> {
     let dir = std::fs::canonicalize(context).ok()?;
+    // git finds a repository the same way (a `.git` in the directory or a parent; GIT_DIR
+    // is not passed on): without one there is nothing to ask, and no process to start.
+    find_git_dir(&dir)?;
     let found = from_git_program(&dir).or_else(|| from_files(&dir))?;
     (found.url.is_some() || found.revision.is_some()).then_some(found)
 }

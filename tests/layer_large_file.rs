@@ -58,7 +58,8 @@ fn a_file_past_the_page_cache_threshold_is_layered_byte_for_byte() {
             mode: 0o644,
             uid: 0,
             gid: 0,
-        }],
+        }]
+        .into(),
         created_by: "COPY big.bin /".into(),
     };
     let b = LayerBuilder {

@@ -61,7 +61,7 @@ fn context(dir: &Path, racy: bool) -> LayerSpec {
         });
     }
     LayerSpec {
-        entries,
+        entries: entries.into(),
         created_by: "COPY".into(),
     }
 }
@@ -304,7 +304,7 @@ fn fingerprints_stay_aligned_around_inline_entries() {
     let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut spec = context(src.path(), false);
     for name in ["app/0-first", "app/b-between", "app/z-last"] {
-        spec.entries.push(LayerEntry {
+        spec.entries.make_mut().push(LayerEntry {
             path: name.into(),
             kind: EntryKind::Inline(name.as_bytes().repeat(10)),
             mode: 0o644,
@@ -424,7 +424,7 @@ fn a_large_blob_rewritten_behind_a_restored_mtime_is_rehashed() {
     let path = src.path().join("noise.bin");
     std::fs::write(&path, &noise).unwrap();
     set_mtime(&path, old());
-    spec.entries.push(LayerEntry {
+    spec.entries.make_mut().push(LayerEntry {
         path: "app/noise.bin".into(),
         kind: EntryKind::File {
             source: path,

@@ -193,17 +193,19 @@ fn resolve_fresh(
             out.ensure_dir(&base)?;
             let ignore = env.ignore;
             let real_rel = found.real_rel.as_str();
+            // (The context path is only made when there are rules to match it.)
+            let ignore = ignore.filter(|ig| !ig.is_empty());
             let excluded = |sub: &str| {
                 excl.is_ignored(sub) || ignore.is_some_and(|ig| ig.is_ignored(&join(real_rel, sub)))
             };
             let exceptions = excl.has_exceptions() || ignore.is_some_and(Ignore::has_exceptions);
-            let walked = walk_dir(&found.real, &excluded, exceptions)?;
+            let walked = walk_dir(&found.real, &base, &excluded, exceptions)?;
             out.put_all(walked.into_iter().map(|e| {
                 let mode = match (&e.kind, spec.chmod) {
                     (EntryKind::Symlink { .. }, _) | (_, None) => e.mode,
                     (_, Some(m)) => m,
                 };
-                (join(&base, &e.sub), e.kind, mode)
+                (e.path, e.kind, mode)
             }));
             continue;
         }
@@ -217,7 +219,7 @@ fn resolve_fresh(
         {
             out.ensure_dir(&base)?;
             for e in archive::extract(&found.real, c, &base, owner)? {
-                out.entries.insert(e.path.clone(), e);
+                out.put_entry(e);
             }
             continue;
         }
@@ -256,7 +258,7 @@ fn resolve_fresh(
     let tentative = out.drop_guessed_parents();
     Ok(Resolved {
         layer: LayerSpec {
-            entries: out.entries.into_values().collect(),
+            entries: out.into_entries().collect(),
             created_by: spec.created_by.clone(),
         },
         tentative,

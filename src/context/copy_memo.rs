@@ -122,7 +122,7 @@ mod tests {
         rec.needs("app/x");
         let resolved = Resolved {
             layer: LayerSpec {
-                entries: Vec::new(),
+                entries: Default::default(),
                 created_by: "COPY . /app".into(),
             },
             tentative: vec!["app".into()],

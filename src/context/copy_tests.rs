@@ -55,7 +55,7 @@ fn run(
         ignore: None,
         dest: &EmptyFs,
     };
-    resolve_with(&env, s, owner).map(|l| l.entries)
+    resolve_with(&env, s, owner).map(|l| l.entries.to_vec())
 }
 
 fn summary(e: &[LayerEntry]) -> Vec<String> {

@@ -136,31 +136,21 @@ impl Ignore {
     /// Whether `path` (relative to the root, `/`-separated) is ignored: the last rule that
     /// matches it, or one of its parent directories, decides.
     pub fn is_ignored(&self, path: &str) -> bool {
+        if self.rules.is_empty() {
+            return false;
+        }
         let path = path.trim_matches('/');
-        let parents: Vec<&str> = match path.rfind('/') {
-            Some(i) => path[..i].split('/').collect(),
-            None => Vec::new(),
-        };
         let mut matched = false;
         for rule in &self.rules {
             // An exception can only flip a match, a plain rule only a non-match.
             if rule.exclusion != matched {
                 continue;
             }
-            let mut hit = matches(&rule.parts, path);
-            if !hit {
-                let mut acc = String::new();
-                for dir in &parents {
-                    if !acc.is_empty() {
-                        acc.push('/');
-                    }
-                    acc.push_str(dir);
-                    if matches(&rule.parts, &acc) {
-                        hit = true;
-                        break;
-                    }
-                }
-            }
+            // The path, or a parent: each prefix ending before a `/`.
+            let hit = matches(&rule.parts, path)
+                || path
+                    .match_indices('/')
+                    .any(|(i, _)| matches(&rule.parts, &path[..i]));
             if hit {
                 matched = !rule.exclusion;
             }

@@ -10,12 +10,42 @@ use crate::layer::{EntryKind, LayerEntry};
 /// Collects the layer's entries; later entries replace earlier ones at the same path.
 pub(super) struct Placer<'a> {
     pub(super) fs: &'a dyn DestFs,
-    pub(super) entries: BTreeMap<String, LayerEntry>,
+    /// By in-image path (the path is the key only: a walk's 20,000 paths are not copied).
+    pub(super) entries: BTreeMap<String, Placed>,
     /// Directories created although the base may already have them (its contents are not
     /// known): see [`Placer::drop_guessed_parents`].
     pub(super) guessed: Vec<String>,
     pub(super) owner: (u64, u64),
     pub(super) dest: &'a str,
+}
+
+/// A [`LayerEntry`] but its path.
+pub(super) struct Placed {
+    kind: EntryKind,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+}
+
+impl From<LayerEntry> for (String, Placed) {
+    fn from(e: LayerEntry) -> Self {
+        let LayerEntry {
+            path,
+            kind,
+            mode,
+            uid,
+            gid,
+        } = e;
+        (
+            path,
+            Placed {
+                kind,
+                mode,
+                uid,
+                gid,
+            },
+        )
+    }
 }
 
 impl Placer<'_> {
@@ -30,7 +60,7 @@ impl Placer<'_> {
 
     pub(super) fn probe(&self, path: &str) -> Probe {
         match self.entries.get(path) {
-            Some(LayerEntry {
+            Some(Placed {
                 kind: EntryKind::Dir,
                 ..
             }) => Probe::Dir,
@@ -78,7 +108,7 @@ impl Placer<'_> {
         for path in std::mem::take(&mut self.guessed) {
             let default = matches!(
                 self.entries.get(&path),
-                Some(LayerEntry {
+                Some(Placed {
                     kind: EntryKind::Dir,
                     mode: 0o755,
                     uid: 0,
@@ -102,8 +132,8 @@ impl Placer<'_> {
     }
 
     pub(super) fn put(&mut self, path: String, kind: EntryKind, mode: u32) {
-        let e = self.entry(path, kind, mode);
-        self.entries.insert(e.path.clone(), e);
+        let placed = self.placed(kind, mode);
+        self.entries.insert(path, placed);
     }
 
     /// [`Placer::put`] for many entries (a directory's walk): collected, then merged. The
@@ -111,19 +141,32 @@ impl Placer<'_> {
     /// by one compared long shared path prefixes ~15 times per entry. Later entries still
     /// replace earlier ones at the same path.
     pub(super) fn put_all(&mut self, entries: impl Iterator<Item = (String, EntryKind, u32)>) {
-        let mut more: BTreeMap<String, LayerEntry> = entries
-            .map(|(path, kind, mode)| {
-                let e = self.entry(path, kind, mode);
-                (e.path.clone(), e)
-            })
+        let mut more: BTreeMap<String, Placed> = entries
+            .map(|(path, kind, mode)| (path, self.placed(kind, mode)))
             .collect();
         self.entries.append(&mut more);
     }
 
-    fn entry(&self, path: String, kind: EntryKind, mode: u32) -> LayerEntry {
-        let (uid, gid) = self.owner;
-        LayerEntry {
+    /// Places an entry made elsewhere (an extracted archive's), owner and all.
+    pub(super) fn put_entry(&mut self, e: LayerEntry) {
+        let (path, placed) = e.into();
+        self.entries.insert(path, placed);
+    }
+
+    /// The layer's entries, in archive order.
+    pub(super) fn into_entries(self) -> impl Iterator<Item = LayerEntry> {
+        self.entries.into_iter().map(|(path, p)| LayerEntry {
             path,
+            kind: p.kind,
+            mode: p.mode,
+            uid: p.uid,
+            gid: p.gid,
+        })
+    }
+
+    fn placed(&self, kind: EntryKind, mode: u32) -> Placed {
+        let (uid, gid) = self.owner;
+        Placed {
             kind,
             mode,
             uid,

@@ -21,17 +21,29 @@ use super::ContextError;
 use crate::layer::EntryKind;
 use crate::layer::stat_index::{SourceStat, StatHints};
 pub(super) use listing::kind_of;
-use listing::{Raw, RawStat, list, prefetch, unsupported};
+use listing::{Raw, RawKind, RawStat, list, prefetch, unsupported};
 
 /// An entry below a walked directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TreeEntry {
-    /// Path relative to the walked directory, `/`-separated.
-    pub sub: String,
+    /// The in-image path: the walk's base, then the path below the walked directory
+    /// (`/`-separated), which starts at byte `sub_at`.
+    pub path: String,
+    sub_at: usize,
     pub kind: EntryKind,
     /// Permission bits as on disk.
     pub mode: u32,
 }
+
+impl TreeEntry {
+    /// The path relative to the walked directory.
+    pub fn sub(&self) -> &str {
+        &self.path[self.sub_at..]
+    }
+}
+
+/// A directory's entries, sorted by name.
+type Listing = Arc<Vec<Raw>>;
 
 /// Directory listings kept for the length of one build (see the module docs).
 #[derive(Clone, Debug, Default)]
@@ -74,25 +86,30 @@ pub fn with_memo<R>(memo: &WalkMemo, f: impl FnOnce() -> R) -> R {
 impl StatHints for WalkMemo {
     /// The stats of regular files listed by a walk of this build.
     fn stats(&self, paths: &[&Path]) -> Vec<Option<SourceStat>> {
+        use std::os::unix::ffi::OsStrExt as _;
         let Ok(dirs) = self.dirs.lock() else {
             return vec![None; paths.len()];
         };
-        // One map lookup per run of files in the same directory.
-        let mut last: Option<(&Path, Option<&Arc<Vec<Raw>>>)> = None;
+        // One map lookup per run of files in the same directory. A source is its
+        // directory's path joined with its name (the walk made it so), split here by bytes:
+        // `Path::parent` and `file_name` parse components, a tenth of a no-op rebuild.
+        let mut last: Option<(&[u8], Option<&Listing>)> = None;
         paths
             .iter()
             .map(|path| {
-                let (dir, name) = (path.parent()?, path.file_name()?);
+                let bytes = path.as_os_str().as_bytes();
+                let cut = bytes.iter().rposition(|&b| b == b'/')?;
+                let (dir, name) = (&bytes[..cut], &bytes[cut + 1..]);
                 let listing = match last {
-                    Some((d, l)) if d.as_os_str() == dir.as_os_str() => l,
+                    Some((d, l)) if d == dir => l,
                     _ => {
-                        let l = dirs.get(dir);
+                        let l = dirs.get(Path::new(std::ffi::OsStr::from_bytes(dir)));
                         last = Some((dir, l));
                         l
                     }
                 }?;
                 let i = listing
-                    .binary_search_by(|r| r.name.as_os_str().cmp(name))
+                    .binary_search_by(|r| r.name.as_bytes().cmp(name))
                     .ok()?;
                 listing[i].file
             })
@@ -100,10 +117,12 @@ impl StatHints for WalkMemo {
     }
 }
 
-/// Walks `dir`. `excluded(sub)` says whether a path is filtered out; `exceptions` says
+/// Walks `dir`, naming its entries below `base` (an in-image path, `""` for the root).
+/// `excluded(sub)` says whether a path below `dir` is filtered out; `exceptions` says
 /// whether the filter has re-include rules (then excluded directories are still walked).
 pub fn walk_dir(
     dir: &Path,
+    base: &str,
     excluded: &(dyn Fn(&str) -> bool + Sync),
     exceptions: bool,
 ) -> Result<Vec<TreeEntry>, ContextError> {
@@ -117,19 +136,30 @@ pub fn walk_dir(
     } else {
         prefetch(dir, excluded, exceptions)
     };
-    let mut out: Vec<(TreeEntry, bool)> = Vec::new();
+    let listed = prefetched.values().map(|l| l.len()).sum();
+    let mut out: Vec<(TreeEntry, bool)> = Vec::with_capacity(listed);
     let walk = Walk {
         excluded,
         exceptions,
         memo: memo.as_ref(),
-        prefetched: Mutex::new(prefetched),
+        prefetched,
+        sub_at: if base.is_empty() { 0 } else { base.len() + 1 },
     };
-    walk.dir(dir, "", &mut out)?;
-    // Excluded directories stay only as parents of something that was re-included.
+    walk.dir(dir, base, &mut out)?;
+    if let Some(m) = &memo
+        && let Ok(mut dirs) = m.dirs.lock()
+    {
+        dirs.extend(walk.prefetched);
+    }
+    // Excluded directories stay only as parents of something that was re-included (there
+    // are none without exception rules: excluded directories are not entered then).
+    if !out.iter().any(|(_, ex)| *ex) {
+        return Ok(out.into_iter().map(|(e, _)| e).collect());
+    }
     let mut parents: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for (e, ex) in &out {
         if !ex && !matches!(e.kind, EntryKind::Dir) {
-            let mut p = e.sub.as_str();
+            let mut p = e.sub();
             while let Some((parent, _)) = p.rsplit_once('/') {
                 if !parents.insert(parent) {
                     break;
@@ -140,7 +170,7 @@ pub fn walk_dir(
     }
     let keep: Vec<bool> = out
         .iter()
-        .map(|(e, ex)| !ex || parents.contains(e.sub.as_str()))
+        .map(|(e, ex)| !ex || parents.contains(e.sub()))
         .collect();
     Ok(out
         .into_iter()
@@ -153,13 +183,15 @@ struct Walk<'a> {
     excluded: &'a (dyn Fn(&str) -> bool + Sync),
     exceptions: bool,
     memo: Option<&'a WalkMemo>,
-    /// Listings read ahead by [`prefetch`].
-    prefetched: Mutex<HashMap<PathBuf, Arc<Vec<Raw>>>>,
+    /// Listings read ahead by [`prefetch`] (kept in the memo once the walk is done).
+    prefetched: HashMap<PathBuf, Arc<Vec<Raw>>>,
+    /// Where the path below the walked directory starts in an entry's path.
+    sub_at: usize,
 }
 
 impl Walk<'_> {
-    /// Appends the entries below `abs` (whose path below the walked root is `prefix`) in
-    /// depth-first order, each directory before its contents, siblings sorted by name.
+    /// Appends the entries below `abs` (whose in-image path is `prefix`) in depth-first
+    /// order, each directory before its contents, siblings sorted by name.
     fn dir(
         &self,
         abs: &Path,
@@ -168,49 +200,78 @@ impl Walk<'_> {
     ) -> Result<(), ContextError> {
         let listing = self.listing(abs)?;
         for raw in listing.iter() {
-            let full = abs.join(&raw.name);
-            let name = raw.name.to_str();
-            let sub = name.map(|n| {
-                if prefix.is_empty() {
-                    n.to_string()
-                } else {
-                    format!("{prefix}/{n}")
+            let full = || {
+                let mut p = PathBuf::with_capacity(abs.as_os_str().len() + raw.name.len() + 1);
+                p.push(abs);
+                p.push(&raw.name);
+                p
+            };
+            let path = raw.name.to_str().map(|n| {
+                let mut p = String::with_capacity(prefix.len() + n.len() + 1);
+                if !prefix.is_empty() {
+                    p.push_str(prefix);
+                    p.push('/');
                 }
+                p.push_str(n);
+                p
             });
             let is_dir = raw.is_dir();
+            let sub_at = self.sub_at;
             // Without exceptions nothing below an excluded directory can come back.
-            if is_dir && !self.exceptions && sub.as_deref().is_some_and(self.excluded) {
+            if is_dir
+                && !self.exceptions
+                && path
+                    .as_deref()
+                    .is_some_and(|p| (self.excluded)(&p[sub_at..]))
+            {
                 continue;
             }
-            let sub = sub.ok_or_else(|| ContextError::NonUtf8 { path: full.clone() })?;
-            let is_excluded = (self.excluded)(&sub);
+            let path = path.ok_or_else(|| ContextError::NonUtf8 { path: full() })?;
+            let is_excluded = (self.excluded)(&path[sub_at..]);
             if is_excluded && !is_dir {
                 continue;
             }
-            if raw.name.to_string_lossy().starts_with(".wh.") {
-                return Err(ContextError::Whiteout { path: full });
+            if raw.name.as_encoded_bytes().starts_with(b".wh.") {
+                return Err(ContextError::Whiteout { path: full() });
             }
             let (kind, mode) = match &raw.stat {
-                RawStat::Ok { kind, mode } => (kind.clone(), *mode),
-                RawStat::Unsupported => return Err(unsupported(&full)),
-                RawStat::NonUtf8Target => return Err(ContextError::NonUtf8 { path: full }),
+                RawStat::Ok { kind, mode } => (kind, *mode),
+                RawStat::Unsupported => return Err(unsupported(&full())),
+                RawStat::NonUtf8Target => return Err(ContextError::NonUtf8 { path: full() }),
                 RawStat::Failed(kind, msg) => {
                     return Err(ContextError::Read {
-                        path: full,
+                        path: full(),
                         source: std::io::Error::new(*kind, msg.clone()),
                     });
                 }
             };
-            out.push((
-                TreeEntry {
-                    sub: sub.clone(),
+            let entry = |path, kind| {
+                let e = TreeEntry {
+                    path,
+                    sub_at,
                     kind,
                     mode,
-                },
-                is_excluded,
-            ));
-            if is_dir {
-                self.dir(&full, &sub, out)?;
+                };
+                (e, is_excluded)
+            };
+            match kind {
+                RawKind::Dir => {
+                    out.push(entry(path.clone(), EntryKind::Dir));
+                    self.dir(&full(), &path, out)?;
+                }
+                RawKind::File { size } => out.push(entry(
+                    path,
+                    EntryKind::File {
+                        source: full(),
+                        size: *size,
+                    },
+                )),
+                RawKind::Symlink { target } => out.push(entry(
+                    path,
+                    EntryKind::Symlink {
+                        target: target.clone(),
+                    },
+                )),
             }
         }
         Ok(())
@@ -218,17 +279,16 @@ impl Walk<'_> {
 
     /// `abs`'s entries sorted by name, from the memo or from disk (then kept there).
     fn listing(&self, abs: &Path) -> Result<Arc<Vec<Raw>>, ContextError> {
+        if let Some(l) = self.prefetched.get(abs) {
+            return Ok(l.clone());
+        }
         if let Some(m) = self.memo
             && let Ok(dirs) = m.dirs.lock()
             && let Some(l) = dirs.get(abs)
         {
             return Ok(l.clone());
         }
-        let ahead = self.prefetched.lock().ok().and_then(|mut p| p.remove(abs));
-        let listing = match ahead {
-            Some(l) => l,
-            None => Arc::new(list(abs)?),
-        };
+        let listing = Arc::new(list(abs)?);
         if let Some(m) = self.memo
             && let Ok(mut dirs) = m.dirs.lock()
         {
@@ -274,10 +334,10 @@ mod tests {
         std::os::unix::fs::symlink("keep.txt", r.join("ln")).unwrap();
         let ig = Ignore::parse("*.log\nlogs\n!logs/keep.txt\ndeep\n").unwrap();
         let subs = |ig: &Ignore| {
-            walk_dir(r, &|s| ig.is_ignored(s), ig.has_exceptions())
+            walk_dir(r, "", &|s| ig.is_ignored(s), ig.has_exceptions())
                 .unwrap()
                 .into_iter()
-                .map(|e| e.sub)
+                .map(|e| e.path)
                 .collect::<Vec<_>>()
         };
         assert_eq!(subs(&ig), ["keep.txt", "ln", "logs", "logs/keep.txt"]);
@@ -301,5 +361,52 @@ mod tests {
                 "skip.log"
             ]
         );
+    }
+
+    #[test]
+    fn entries_are_named_below_the_base_and_their_stats_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("lib/deep")).unwrap();
+        for f in ["a.txt", "lib/b.txt", "lib/deep/c.txt", "lib/skip.log"] {
+            fs::write(r.join(f), f).unwrap();
+        }
+        let ig = Ignore::parse("lib/*.log\n").unwrap();
+        let memo = WalkMemo::default();
+        // The filter sees paths below the walked directory, the entries their image path.
+        let walked = with_memo(&memo, || {
+            walk_dir(r, "srv/app", &|s| ig.is_ignored(s), false).unwrap()
+        });
+        let got: Vec<(&str, &str)> = walked.iter().map(|e| (e.path.as_str(), e.sub())).collect();
+        assert_eq!(
+            got,
+            [
+                ("srv/app/a.txt", "a.txt"),
+                ("srv/app/lib", "lib"),
+                ("srv/app/lib/b.txt", "lib/b.txt"),
+                ("srv/app/lib/deep", "lib/deep"),
+                ("srv/app/lib/deep/c.txt", "lib/deep/c.txt"),
+            ]
+        );
+        let EntryKind::File { source, size } = &walked[4].kind else {
+            panic!("{:?}", walked[4]);
+        };
+        assert_eq!(
+            (source.as_path(), *size),
+            (r.join("lib/deep/c.txt").as_path(), 14)
+        );
+        // The walk's stats answer for the files it listed, in any order; a path it did not
+        // list (or a directory) gets none, and is stat'ed by the caller.
+        let (c, a, dir, other) = (
+            r.join("lib/deep/c.txt"),
+            r.join("a.txt"),
+            r.join("lib"),
+            r.join("lib/none.txt"),
+        );
+        let stats = memo.stats(&[&c, &a, &dir, &other, Path::new("a.txt")]);
+        let meta = fs::symlink_metadata(&c).unwrap();
+        assert_eq!(stats[0], Some(SourceStat::of(&meta)));
+        assert_eq!(stats[1].map(|s| s.size), Some(5));
+        assert_eq!(stats[2..], [None, None, None]);
     }
 }

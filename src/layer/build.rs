@@ -85,7 +85,7 @@ impl LayerBuilder {
         tap: Option<SpoolTap>,
         hints: Option<&dyn StatHints>,
     ) -> Result<BuiltLayer, LayerError> {
-        let index =
+        let mut index =
             StatIndex::open_with(&self.cache, spec, self.codec, self.mtime, self.jobs, hints);
         if self.reuse
             && let Some(hit) = index.lookup()

@@ -30,7 +30,7 @@ fn big_spec(seed: u8) -> LayerSpec {
         });
     }
     LayerSpec {
-        entries,
+        entries: entries.into(),
         created_by: "test".into(),
     }
 }
@@ -65,7 +65,7 @@ fn one_edit_recompresses_few_members() {
     let dir = tempfile::tempdir().unwrap();
     let mut spec = big_spec(0);
     let first = builder(dir.path(), 2).build(&spec).unwrap();
-    if let EntryKind::Inline(b) = &mut spec.entries[200].kind {
+    if let EntryKind::Inline(b) = &mut spec.entries.make_mut()[200].kind {
         b[10] ^= 1;
     }
     let second = builder(dir.path(), 2).build(&spec).unwrap();
@@ -87,7 +87,7 @@ fn repeated_members_are_copied_and_large_files_start_members() {
         gid: 0,
     });
     let spec = LayerSpec {
-        entries: entries.to_vec(),
+        entries: entries.to_vec().into(),
         created_by: String::new(),
     };
     let l = builder(dir.path(), 2).build(&spec).unwrap();
@@ -127,7 +127,8 @@ fn unreadable_source_is_an_error_not_a_blob() {
             mode: 0o644,
             uid: 0,
             gid: 0,
-        }],
+        }]
+        .into(),
         created_by: String::new(),
     };
     assert!(matches!(

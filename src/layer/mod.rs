@@ -21,5 +21,5 @@ pub mod tar_writer;
 pub use build::{BuiltLayer, LayerBuilder};
 pub use cache::BlobCache;
 pub use codec::Codec;
-pub use entry::{EntryKind, LayerEntry, LayerSpec};
+pub use entry::{Entries, EntryKind, LayerEntry, LayerSpec};
 pub use error::LayerError;

@@ -67,7 +67,7 @@ pub fn split(spec: &LayerSpec, target: u64) -> Option<Vec<LayerSpec>> {
         .map(|(i, &from)| {
             let to = starts.get(i + 1).copied().unwrap_or(entries.len());
             LayerSpec {
-                entries: with_ancestors(&entries[from..to], &dirs),
+                entries: with_ancestors(&entries[from..to], &dirs).into(),
                 created_by: format!("{} (part {} of {n})", spec.created_by, i + 1),
             }
         })
@@ -199,7 +199,7 @@ mod tests {
             }
         }
         LayerSpec {
-            entries,
+            entries: entries.into(),
             created_by: "COPY . /app".into(),
         }
     }
@@ -286,11 +286,15 @@ mod tests {
                     "app/node_modules/pkg-{:03}/lib/new.js",
                     xorshift(&mut x) % 100
                 );
-                edited.entries.push(file(&path, xorshift(&mut x) % 65536));
+                edited
+                    .entries
+                    .make_mut()
+                    .push(file(&path, xorshift(&mut x) % 65536));
                 path
             } else {
                 // A file grown or shrunk by up to 16 KB.
-                let e = &mut edited.entries[files[xorshift(&mut x) as usize % files.len()]];
+                let e =
+                    &mut edited.entries.make_mut()[files[xorshift(&mut x) as usize % files.len()]];
                 if let EntryKind::File { size, .. } = &mut e.kind {
                     *size = (*size + xorshift(&mut x) % 16384).saturating_sub(8192);
                 }
@@ -322,7 +326,8 @@ mod tests {
                 dir("app", 0o755),
                 file("app/a", 100),
                 file("app/b", 300_000),
-            ],
+            ]
+            .into(),
             created_by: "COPY . /app".into(),
         };
         assert_eq!(split(&spec, 1 << 20), None);
@@ -332,9 +337,11 @@ mod tests {
     fn a_big_file_starts_a_part() {
         let mut spec = tree();
         let asset = "app/node_modules/pkg-050/zz-asset.bin";
-        spec.entries.push(file(asset, 3 << 20));
+        spec.entries.make_mut().push(file(asset, 3 << 20));
         // At the very start the part holds too little to end: the asset joins it.
-        spec.entries.push(file("app/0-asset.bin", 3 << 20));
+        spec.entries
+            .make_mut()
+            .push(file("app/0-asset.bin", 3 << 20));
         let parts = split(&spec, 2 << 20).unwrap();
         let at = parts
             .iter()
@@ -362,13 +369,13 @@ mod tests {
             "/app/node_modules/pkg-047/lib/f00.js",
         );
         let mut spec = tree();
-        spec.entries.push(link(near, near_target));
+        spec.entries.make_mut().push(link(near, near_target));
         let parts = split(&spec, 1 << 20).unwrap();
         let holder = |p: &str| parts.iter().position(|s| paths(s).contains(&p)).unwrap();
         assert_eq!(holder(near), holder(&near_target[1..]));
         assert!(parts.len() > 4, "{} parts", parts.len());
         // A link across the whole layer leaves it whole.
-        spec.entries.push(link(
+        spec.entries.make_mut().push(link(
             "app/node_modules/pkg-099/l",
             "app/node_modules/pkg-000/lib/f00.js",
         ));
@@ -379,11 +386,11 @@ mod tests {
     fn part_count_is_capped() {
         // Files of half the target each start a part of their own: 128 of them would
         // be 128 parts.
-        let entries = (0..128)
+        let entries: Vec<LayerEntry> = (0..128)
             .map(|i| file(&format!("big/{i:03}"), 16 << 20))
             .collect();
         let spec = LayerSpec {
-            entries,
+            entries: entries.into(),
             created_by: "COPY big /big".into(),
         };
         let parts = split(&spec, 32 << 20).unwrap();

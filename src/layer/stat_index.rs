@@ -48,7 +48,7 @@ use super::source_stat::{NEVER, stat_all};
 pub use super::source_stat::{RACY_WINDOW_NS, SourceStat, StatHints};
 use super::stat_record::{self, FileStat, Record};
 use super::tar_writer::sorted;
-use super::{BlobCache, Codec, EntryKind, LayerSpec};
+use super::{BlobCache, Codec, EntryKind, LayerEntry, LayerSpec};
 
 /// Blobs up to this size are re-hashed on every hit (≤ 1 ms); larger ones only when their
 /// size, mtime, ctime or inode differ from the record's. (It was 32 MiB: with
@@ -56,6 +56,8 @@ use super::{BlobCache, Codec, EntryKind, LayerSpec};
 const ALWAYS_VERIFY: u64 = 1 << 20;
 /// The spec's fields are hashed in runs of about this many bytes.
 const FIELDS_BUFFER: usize = 64 << 10;
+/// Layers with at least this many source files take their stats on a second thread.
+const PARALLEL_FROM: usize = 1024;
 /// Where the newest record of each shape is named.
 const LATEST: &str = "stat-latest";
 
@@ -73,6 +75,8 @@ pub struct StatIndex<'a> {
     sources: Vec<(&'a Path, u64)>,
     /// `None` when some source could not be stat'ed (the build will report it).
     stats: Option<Vec<FileStat>>,
+    /// This checkout's record, read while the stats were taken.
+    own: Option<Record>,
 }
 
 impl<'a> StatIndex<'a> {
@@ -97,96 +101,64 @@ impl<'a> StatIndex<'a> {
         hints: Option<&dyn StatHints>,
     ) -> Self {
         let entries = sorted(&spec.entries);
-        // The fields are laid out in a buffer hashed in runs: a spec has an entry per file,
-        // and a hasher call per field cost more than the hashing. (BLAKE3: the no-op path
-        // hashes a few MB here, ~4x faster than SHA-256.)
-        let mut h = blake3::Hasher::new();
-        let mut fields = Vec::with_capacity(FIELDS_BUFFER);
-        let mut field = |b: &[u8]| {
-            fields.extend_from_slice(&(b.len() as u64).to_le_bytes());
-            fields.extend_from_slice(b);
-            if fields.len() >= FIELDS_BUFFER {
-                h.update(&fields);
-                fields.clear();
-            }
-        };
-        field(super::stat_record::MAGIC);
-        field(codec.tag().as_bytes());
-        field(&mtime.to_le_bytes());
-        let mut sources = Vec::new();
-        for e in &entries {
-            field(e.path.as_bytes());
-            field(
-                &[u64::from(e.mode), e.uid, e.gid]
-                    .map(u64::to_le_bytes)
-                    .concat(),
-            );
-            match &e.kind {
-                EntryKind::Dir => field(b"d"),
-                // The source path is in `key`, not in the shape: where the bytes come from
-                // does not change the layer, so a fresh checkout elsewhere starts from the
-                // newest record of the shape, whose fingerprints tell it the layer is the
-                // same after reading (not compressing) its files.
-                EntryKind::File { source, size } => {
-                    field(b"f");
-                    field(&size.to_le_bytes());
-                    sources.push((source.as_path(), *size));
-                }
-                EntryKind::Inline(bytes) => {
-                    field(b"i");
-                    field(bytes);
-                }
-                EntryKind::Symlink { target } => {
-                    field(b"s");
-                    field(target.as_bytes());
-                }
-                EntryKind::Hardlink { target } => {
-                    field(b"h");
-                    field(target.as_bytes());
-                }
-            }
-        }
-        h.update(&fields);
-        let shape = h.finalize().to_hex().to_string();
-        let mut k = blake3::Hasher::new();
-        k.update(shape.as_bytes());
-        // Relative sources (`ocibuild .`) name different files from different directories.
-        if sources.iter().any(|(p, _)| p.is_relative())
-            && let Ok(cwd) = std::env::current_dir()
-        {
-            k.update(cwd.as_os_str().as_encoded_bytes());
-        }
-        for (source, _) in &sources {
-            let bytes = source.as_os_str().as_encoded_bytes();
-            k.update(&(bytes.len() as u64).to_le_bytes());
-            k.update(bytes);
-        }
-        let key = k.finalize().to_hex().to_string();
+        let sources: Vec<(&Path, u64)> = entries
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EntryKind::File { source, size } => Some((source.as_path(), *size)),
+                _ => None,
+            })
+            .collect();
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i128);
-        let paths: Vec<&Path> = sources.iter().map(|(p, _)| *p).collect();
-        let stats = stat_all(&paths, jobs.max(1), now, hints);
+        let jobs = jobs.max(1);
+        let take = || {
+            let paths: Vec<&Path> = sources.iter().map(|(p, _)| *p).collect();
+            stat_all(&paths, jobs, now, hints)
+        };
+        // A no-op rebuild waits for both the stats and the keys: a large layer's are taken
+        // on a thread of their own while the keys are hashed.
+        // This checkout's record is read then too.
+        let keyed = || {
+            let (shape, key) = keys(&entries, &sources, codec, mtime);
+            let own = read(cache, &key);
+            (shape, key, own)
+        };
+        let (stats, (shape, key, own)) = if sources.len() < PARALLEL_FROM {
+            (take(), keyed())
+        } else {
+            std::thread::scope(|s| {
+                let other = std::thread::Builder::new().spawn_scoped(s, take);
+                let keyed = keyed();
+                let stats = match other {
+                    Ok(h) => h.join().ok().flatten(),
+                    Err(_) => take(),
+                };
+                (stats, keyed)
+            })
+        };
         StatIndex {
             cache,
             shape,
             key,
-            jobs: jobs.max(1),
+            jobs,
             sources,
             stats,
+            own,
         }
     }
 
     /// The recorded layer, if every source file is unchanged and its blob is intact.
     ///
-    /// The record is this checkout's, or else (or if that one no longer matches) the
-    /// newest of any checkout with the same shape. Files whose stat differs from the
-    /// record's (touched, checked out afresh, racy) are read and their fingerprints
-    /// compared instead; if all still match, this checkout's record is (re)written with
-    /// their new stats.
-    pub fn lookup(&self) -> Option<BuiltLayer> {
+    /// The record is this checkout's (read when the index was opened), or else (or if that
+    /// one no longer matches) the newest of any checkout with the same shape. Files whose
+    /// stat differs from the record's (touched, checked out afresh, racy) are read and
+    /// their fingerprints compared instead; if all still match, this checkout's record is
+    /// (re)written with their new stats.
+    pub fn lookup(&mut self) -> Option<BuiltLayer> {
+        let own = self.own.take();
         let stats = self.stats.as_ref()?;
-        if let Some(own) = self.read(&self.key)
+        if let Some(own) = own
             && let Some(hit) = self.answer(own, true, stats)
         {
             return Some(hit);
@@ -196,7 +168,7 @@ impl<'a> StatIndex<'a> {
         if latest == self.key {
             return None;
         }
-        self.answer(self.read(latest)?, false, stats)
+        self.answer(read(self.cache, latest)?, false, stats)
     }
 
     /// The layer of `record` (this checkout's when `own`) if it holds for `stats`.
@@ -271,14 +243,6 @@ impl<'a> StatIndex<'a> {
         });
     }
 
-    fn read(&self, key: &str) -> Option<Record> {
-        // A key is 64 hex digits; anything else in a pointer file is damage.
-        if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        Record::decode(&fs::read(self.cache.meta_path("stat", key)).ok()?, key)
-    }
-
     /// Writes this checkout's record and points its shape at it.
     fn write(&self, record: &Record) -> std::io::Result<()> {
         let path = self.cache.meta_path("stat", &self.key);
@@ -290,6 +254,96 @@ impl<'a> StatIndex<'a> {
         }
         Ok(())
     }
+}
+
+/// The shape (what the tar holds but file contents) and the record key (the shape and
+/// where each file is read from) of `entries` in archive order.
+fn keys(
+    entries: &[&LayerEntry],
+    sources: &[(&Path, u64)],
+    codec: Codec,
+    mtime: u64,
+) -> (String, String) {
+    // The fields are laid out in a buffer hashed in runs: a spec has an entry per file,
+    // and a hasher call per field cost more than the hashing. (BLAKE3: the no-op path
+    // hashes a few MB here, ~4x faster than SHA-256.)
+    let mut h = blake3::Hasher::new();
+    let mut fields = Vec::with_capacity(FIELDS_BUFFER);
+    let mut field = |b: &[u8]| {
+        fields.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        fields.extend_from_slice(b);
+        if fields.len() >= FIELDS_BUFFER {
+            h.update(&fields);
+            fields.clear();
+        }
+    };
+    field(super::stat_record::MAGIC);
+    field(codec.tag().as_bytes());
+    field(&mtime.to_le_bytes());
+    for e in entries {
+        field(e.path.as_bytes());
+        let mut ids = [0u8; 24];
+        for (at, v) in [u64::from(e.mode), e.uid, e.gid].into_iter().enumerate() {
+            ids[at * 8..at * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        field(&ids);
+        match &e.kind {
+            EntryKind::Dir => field(b"d"),
+            // The source path is in the key, not in the shape: where the bytes come from
+            // does not change the layer, so a fresh checkout elsewhere starts from the
+            // newest record of the shape, whose fingerprints tell it the layer is the same
+            // after reading (not compressing) its files.
+            EntryKind::File { size, .. } => {
+                field(b"f");
+                field(&size.to_le_bytes());
+            }
+            EntryKind::Inline(bytes) => {
+                field(b"i");
+                field(bytes);
+            }
+            EntryKind::Symlink { target } => {
+                field(b"s");
+                field(target.as_bytes());
+            }
+            EntryKind::Hardlink { target } => {
+                field(b"h");
+                field(target.as_bytes());
+            }
+        }
+    }
+    h.update(&fields);
+    let shape = h.finalize().to_hex().to_string();
+    // The key's bytes are hashed in runs too (small updates are hashed serially).
+    let mut h = blake3::Hasher::new();
+    let mut run = Vec::with_capacity(FIELDS_BUFFER);
+    run.extend_from_slice(shape.as_bytes());
+    // Relative sources (`ocibuild .`) name different files from different directories.
+    if sources.iter().any(|(p, _)| p.is_relative())
+        && let Ok(cwd) = std::env::current_dir()
+    {
+        run.extend_from_slice(cwd.as_os_str().as_encoded_bytes());
+    }
+    for (source, _) in sources {
+        let bytes = source.as_os_str().as_encoded_bytes();
+        run.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        run.extend_from_slice(bytes);
+        if run.len() >= FIELDS_BUFFER {
+            h.update(&run);
+            run.clear();
+        }
+    }
+    h.update(&run);
+    let key = h.finalize().to_hex().to_string();
+    (shape, key)
+}
+
+/// The record of `key`, if there is an intact one.
+fn read(cache: &BlobCache, key: &str) -> Option<Record> {
+    // A key is 64 hex digits; anything else in a pointer file is damage.
+    if key.len() != 64 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Record::decode(&fs::read(cache.meta_path("stat", key)).ok()?, key)
 }
 
 /// What says the blob file was not written since the record: no tool can set the ctime

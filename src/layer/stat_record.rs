@@ -106,9 +106,15 @@ impl Record {
             return None;
         }
         let (stats, hashes) = tail.split_at(stats_len);
-        let files = u64s(stats)
-            .chunks_exact(STAT_FIELDS)
-            .map(|c| FileStat([c[0], c[1], c[2], c[3], c[4], c[5]]))
+        let files = stats
+            .chunks_exact(STAT_FIELDS * 8)
+            .map(|c| {
+                let mut f = FileStat([0; STAT_FIELDS]);
+                for (v, b) in f.0.iter_mut().zip(c.chunks_exact(8)) {
+                    *v = u64::from_le_bytes(b.try_into().unwrap_or_default());
+                }
+                f
+            })
             .collect();
         let hashes = hashes
             .chunks_exact(content_hash::LEN)

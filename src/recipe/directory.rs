@@ -34,7 +34,7 @@ pub fn recipe(opts: &DirectoryOptions) -> Result<Recipe, RecipeError> {
     let dest = context::normalize_dest(&opts.dest)?;
     let entries = context::walk_into(&opts.context, &dest)?;
     let mut steps = vec![Step::Layer(LayerSpec {
-        entries,
+        entries: entries.into(),
         created_by: format!("COPY . /{dest}"),
     })];
     for edit in opts.overrides.edits()? {

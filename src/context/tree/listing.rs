@@ -25,7 +25,7 @@ pub(super) struct Raw {
 #[derive(Debug)]
 pub(super) enum RawStat {
     Ok {
-        kind: EntryKind,
+        kind: RawKind,
         mode: u32,
     },
     /// A socket, FIFO or device: refused unless excluded.
@@ -36,12 +36,21 @@ pub(super) enum RawStat {
     NonUtf8Target,
 }
 
+/// An entry's kind as listed. A file's source path is left to the walk, which makes the
+/// path anyway: one allocation per file instead of three.
+#[derive(Debug)]
+pub(super) enum RawKind {
+    Dir,
+    File { size: u64 },
+    Symlink { target: String },
+}
+
 impl Raw {
     pub fn is_dir(&self) -> bool {
         matches!(
             self.stat,
             RawStat::Ok {
-                kind: EntryKind::Dir,
+                kind: RawKind::Dir,
                 ..
             }
         )
@@ -59,11 +68,14 @@ pub(super) fn prefetch(
     struct Queue {
         jobs: Vec<(PathBuf, String)>,
         busy: usize,
+        /// Threads waiting for a job: a wake-up is a system call, made only for them.
+        idle: usize,
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let queue = Mutex::new(Queue {
         jobs: vec![(root.to_path_buf(), String::new())],
         busy: 0,
+        idle: 0,
     });
     let wake = Condvar::new();
     let found = Mutex::new(HashMap::new());
@@ -82,10 +94,14 @@ pub(super) fn prefetch(
                                 break job;
                             }
                             if q.busy == 0 {
-                                wake.notify_all();
+                                if q.idle > 0 {
+                                    wake.notify_all();
+                                }
                                 return;
                             }
+                            q.idle += 1;
                             q = wake.wait(q).unwrap_or_else(|p| p.into_inner());
+                            q.idle -= 1;
                         }
                     };
                     let mut children = Vec::new();
@@ -110,7 +126,9 @@ pub(super) fn prefetch(
                     let mut q = lock(&queue);
                     q.jobs.extend(children);
                     q.busy -= 1;
-                    wake.notify_all();
+                    if q.idle > 0 {
+                        wake.notify_all();
+                    }
                 }
             });
         }
@@ -129,7 +147,7 @@ pub(super) fn list(dir: &Path) -> Result<Vec<Raw>, ContextError> {
         let item = item.map_err(read_err)?;
         let (stat, file) = match item.metadata() {
             Ok(meta) => (
-                raw_stat(&meta, &item.path()),
+                raw_stat(&meta, || item.path()),
                 meta.is_file().then(|| SourceStat::of(&meta)),
             ),
             Err(e) => (RawStat::Failed(e.kind(), e.to_string()), None),
@@ -144,17 +162,28 @@ pub(super) fn list(dir: &Path) -> Result<Vec<Raw>, ContextError> {
     Ok(out)
 }
 
-fn raw_stat(meta: &Metadata, full: &Path) -> RawStat {
-    match kind_of(meta, full) {
-        Ok(Some(kind)) => RawStat::Ok {
-            kind,
-            mode: meta.permissions().mode() & 0o7777,
-        },
-        Ok(None) => RawStat::Unsupported,
-        Err(ContextError::Read { source, .. }) => {
-            RawStat::Failed(source.kind(), source.to_string())
+/// What the walk needs of `meta`; `full` (the entry's path) is only made for a symlink,
+/// whose target is read.
+fn raw_stat(meta: &Metadata, full: impl FnOnce() -> PathBuf) -> RawStat {
+    let ft = meta.file_type();
+    let kind = if ft.is_dir() {
+        RawKind::Dir
+    } else if ft.is_file() {
+        RawKind::File { size: meta.size() }
+    } else if ft.is_symlink() {
+        match std::fs::read_link(full()) {
+            Ok(target) => match target.into_os_string().into_string() {
+                Ok(target) => RawKind::Symlink { target },
+                Err(_) => return RawStat::NonUtf8Target,
+            },
+            Err(e) => return RawStat::Failed(e.kind(), e.to_string()),
         }
-        Err(_) => RawStat::NonUtf8Target,
+    } else {
+        return RawStat::Unsupported;
+    };
+    RawStat::Ok {
+        kind,
+        mode: meta.permissions().mode() & 0o7777,
     }
 }
 

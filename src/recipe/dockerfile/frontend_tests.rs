@@ -309,7 +309,7 @@ fn heredocs_and_escape_directive() {
         .steps
         .iter()
         .flat_map(|s| match s {
-            Step::Layer(l) => l.entries.clone(),
+            Step::Layer(l) => l.entries.to_vec(),
             _ => Vec::new(),
         })
         .map(|e| match e.kind {

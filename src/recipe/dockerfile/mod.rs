@@ -32,6 +32,7 @@ pub mod frontend;
 pub mod health;
 pub mod instructions;
 pub mod lexer;
+pub mod made;
 pub mod plan;
 pub mod stage;
 pub mod words;

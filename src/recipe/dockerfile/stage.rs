@@ -3,11 +3,12 @@
 //! EXPOSE, USER, VOLUME, STOPSIGNAL, HEALTHCHECK, SHELL, ONBUILD, MAINTAINER, CMD,
 //! ENTRYPOINT and WORKDIR.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde_json::Value;
 
 use super::instructions::{Command, Instruction, Located};
+use super::made::Made;
 use super::{BaseInfo, DfError, expand, health};
 use crate::context::{DestFs, Probe, destfs::StandardDirs};
 use crate::image::config::ConfigEdit;
@@ -34,8 +35,8 @@ pub struct StageState {
     pub shell: Vec<String>,
     /// ONBUILD triggers recorded so far (run by a later `FROM` of this stage).
     pub onbuild: Vec<String>,
-    /// Paths created by this recipe's layers: true for directories.
-    pub known: BTreeMap<String, bool>,
+    /// Paths created by this stage's layers.
+    pub known: Made,
     /// Directories this stage's layers create although the base may have them (see
     /// [`crate::context::Resolved`]), and whether their layer may go when it is left
     /// empty (a WORKDIR's; a COPY keeps its layer, as Docker does); settled when the
@@ -99,7 +100,7 @@ impl StageState {
                 shell
             },
             onbuild: strings("OnBuild"),
-            known: BTreeMap::new(),
+            known: Made::default(),
             tentative: Vec::new(),
             root,
         }
@@ -127,15 +128,7 @@ impl StageState {
 
     /// Records what a layer created, for later destination decisions.
     pub fn record(&mut self, layer: &LayerSpec) {
-        // Collected, then appended: a layer's entries come sorted, so this is a bulk build
-        // and a merge, where inserting one by one compared long shared path prefixes
-        // ~15 times per entry (a tenth of a 20,000-file no-op rebuild).
-        let mut made: BTreeMap<String, bool> = layer
-            .entries
-            .iter()
-            .map(|e| (e.path.clone(), matches!(e.kind, EntryKind::Dir)))
-            .collect();
-        self.known.append(&mut made);
+        self.known.record(&layer.entries);
     }
 
     /// The destination filesystem as known to this stage.
@@ -190,7 +183,7 @@ impl DestFs for StageFs<'_> {
             return Probe::Dir;
         }
         if let Some(dir) = self.state.known.get(path) {
-            return if *dir { Probe::Dir } else { Probe::NotDir };
+            return if dir { Probe::Dir } else { Probe::NotDir };
         }
         match &self.state.root {
             Root::Empty => Probe::Missing,
@@ -234,7 +227,7 @@ impl StageState {
                     && (e.mode, e.uid, e.gid) == (0o755, 0, 0)
             });
             if filled && default {
-                layer.entries.retain(|e| e.path != path);
+                layer.entries.make_mut().retain(|e| e.path != path);
                 if removable && layer.entries.is_empty() {
                     emptied.push(i);
                 }

@@ -50,13 +50,15 @@ pub fn dispatch(
             Some(Owner::Names { .. }) => {
                 // The pipeline creates it; later steps must know it exists.
                 let mut acc = String::new();
+                let mut made = Vec::new();
                 for part in dir.split('/').filter(|p| !p.is_empty()) {
                     if !acc.is_empty() {
                         acc.push('/');
                     }
                     acc.push_str(part);
-                    st.known.insert(acc.clone(), true);
+                    made.push(acc.clone());
                 }
+                st.known.record_dirs(made);
                 steps.push(Step::Copy(spec));
             }
             _ => {
