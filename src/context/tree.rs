@@ -93,25 +93,37 @@ impl StatHints for WalkMemo {
         // One map lookup per run of files in the same directory. A source is its
         // directory's path joined with its name (the walk made it so), split here by bytes:
         // `Path::parent` and `file_name` parse components, a tenth of a no-op rebuild.
-        let mut last: Option<(&[u8], Option<&Listing>)> = None;
+        // Within a run, the next file is usually the listing's next entry: checked first,
+        // as every step of a binary search reads a name from elsewhere in memory.
+        struct Run<'a> {
+            dir: &'a [u8],
+            listing: Option<&'a Listing>,
+            next: usize,
+        }
+        let mut run: Option<Run<'_>> = None;
         paths
             .iter()
             .map(|path| {
                 let bytes = path.as_os_str().as_bytes();
                 let cut = bytes.iter().rposition(|&b| b == b'/')?;
                 let (dir, name) = (&bytes[..cut], &bytes[cut + 1..]);
-                let listing = match last {
-                    Some((d, l)) if d == dir => l,
-                    _ => {
-                        let l = dirs.get(Path::new(std::ffi::OsStr::from_bytes(dir)));
-                        last = Some((dir, l));
-                        l
-                    }
-                }?;
-                let i = listing
-                    .binary_search_by(|r| r.name.as_bytes().cmp(name))
-                    .ok()?;
-                listing[i].file
+                let r = match run.take() {
+                    Some(r) if r.dir == dir => run.insert(r),
+                    _ => run.insert(Run {
+                        dir,
+                        listing: dirs.get(Path::new(std::ffi::OsStr::from_bytes(dir))),
+                        next: 0,
+                    }),
+                };
+                let listing = r.listing?;
+                let at = match listing.get(r.next) {
+                    Some(raw) if raw.name.as_bytes() == name => r.next,
+                    _ => listing
+                        .binary_search_by(|raw| raw.name.as_bytes().cmp(name))
+                        .ok()?,
+                };
+                r.next = at + 1;
+                listing[at].file
             })
             .collect()
     }
