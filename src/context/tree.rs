@@ -58,11 +58,19 @@ pub fn walk_dir(
         .as_ref()
         .and_then(|m| m.dirs.lock().ok())
         .is_some_and(|d| d.contains_key(dir));
-    let prefetched = if known {
+    let mut prefetched = if known {
         HashMap::new()
     } else {
         prefetch(dir, excluded, exceptions)
     };
+    // A directory an earlier walk of this build listed keeps that listing: every walk of
+    // the build sees the same tree (a subdirectory copied before `COPY . /app`).
+    if let Some(m) = &memo
+        && let Ok(dirs) = m.dirs.lock()
+        && !dirs.is_empty()
+    {
+        prefetched.retain(|d, _| !dirs.contains_key(d));
+    }
     let listed = prefetched.values().map(|l| l.len()).sum();
     let mut out: Vec<(TreeEntry, bool)> = Vec::with_capacity(listed);
     let walk = Walk {
@@ -204,7 +212,7 @@ impl Walk<'_> {
         Ok(())
     }
 
-    /// `abs`'s entries sorted by name, from the memo or from disk (then kept there).
+    /// `abs`'s entries sorted by name: read ahead, from the memo, or from disk (then kept).
     fn listing(&self, abs: &Path) -> Result<Arc<Vec<Raw>>, ContextError> {
         if let Some(l) = self.prefetched.get(abs) {
             return Ok(l.clone());
@@ -289,6 +297,32 @@ mod tests {
                 "skip.log"
             ]
         );
+    }
+
+    #[test]
+    fn a_directory_listed_earlier_in_the_build_keeps_its_listing() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir(r.join("sub")).unwrap();
+        fs::write(r.join("sub/a.txt"), "a").unwrap();
+        let none = |_: &str| false;
+        let paths = |dir: &Path| -> Vec<String> {
+            walk_dir(dir, "", &none, false)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.path)
+                .collect()
+        };
+        let memo = WalkMemo::default();
+        assert_eq!(with_memo(&memo, || paths(&r.join("sub"))), ["a.txt"]);
+        fs::write(r.join("sub/b.txt"), "b").unwrap();
+        fs::write(r.join("top.txt"), "t").unwrap();
+        // `sub` as the first walk saw it; the root, not listed before, as it is now.
+        assert_eq!(
+            with_memo(&memo, || paths(r)),
+            ["sub", "sub/a.txt", "top.txt"]
+        );
+        assert_eq!(paths(r), ["sub", "sub/a.txt", "sub/b.txt", "top.txt"]);
     }
 
     #[test]
