@@ -441,3 +441,55 @@ fn a_large_blob_rewritten_behind_a_restored_mtime_is_rehashed() {
 
     damaged_blob_is_rebuilt(&b, &spec, &first);
 }
+
+/// A layer of 1,100 files takes its stats on a thread of its own while the keys are
+/// hashed and the record read: the same answers as a small one (hit, a touched file read
+/// once, other bytes a miss).
+#[test]
+fn large_layers_answer_the_same() {
+    let (src, cache) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut entries = Vec::new();
+    for i in 0..1100 {
+        let p = src.path().join(format!("f{i:04}.txt"));
+        std::fs::write(&p, format!("file {i}\n")).unwrap();
+        set_mtime(&p, old());
+        entries.push(LayerEntry {
+            path: format!("app/f{i:04}.txt"),
+            kind: EntryKind::File {
+                source: p,
+                size: std::fs::metadata(src.path().join(format!("f{i:04}.txt")))
+                    .unwrap()
+                    .len(),
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        });
+    }
+    let spec = LayerSpec {
+        entries: entries.into(),
+        created_by: "COPY".into(),
+    };
+    let b = builder(cache.path());
+    let first = b.build(&spec).unwrap();
+    assert!(!first.unchanged);
+    let second = b.build(&spec).unwrap();
+    assert!(second.unchanged && second.fingerprinted == 0, "{second:?}");
+    same_layer(&first, &second);
+    // A new mtime, the same bytes: read once, then trusted again.
+    let touched = src.path().join("f0500.txt");
+    set_mtime(&touched, old() + Duration::from_secs(60));
+    let third = b.build(&spec).unwrap();
+    assert_eq!(
+        (third.unchanged, third.fingerprinted),
+        (true, 1),
+        "{third:?}"
+    );
+    assert_eq!(b.build(&spec).unwrap().fingerprinted, 0);
+    // Other bytes of the same size behind an old mtime: a new stat (ctime), not a hit.
+    std::fs::write(&touched, "file 5XX\n").unwrap();
+    set_mtime(&touched, old());
+    let fourth = b.build(&spec).unwrap();
+    assert!(!fourth.unchanged, "{fourth:?}");
+    assert_ne!(fourth.digest, first.digest);
+}

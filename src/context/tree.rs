@@ -1,5 +1,6 @@
-//! Walking one directory source of a COPY into entries relative to it, with an exclusion
-//! filter (`.dockerignore`, `--exclude`). Symlinks inside are kept as links; an excluded
+//! Walking one directory source of a COPY into entries named by their image path (below
+//! the copy's destination), with an exclusion filter (`.dockerignore`, `--exclude`, which
+//! see paths relative to the walked directory). Symlinks inside are kept as links; an excluded
 //! directory is skipped unless an exception pattern re-includes something below it.
 //!
 //! Each directory is listed with `read_dir` and its entries stat'ed relative to the
@@ -20,8 +21,7 @@ mod memo;
 use super::ContextError;
 use crate::layer::EntryKind;
 pub(super) use listing::kind_of;
-use listing::{Raw, RawKind, RawStat, list, prefetch, unsupported};
-use memo::ACTIVE;
+use listing::{Raw, RawStat, list, prefetch, unsupported};
 pub(super) use memo::active_memo;
 pub use memo::{WalkMemo, with_memo};
 
@@ -40,7 +40,7 @@ pub struct TreeEntry {
 impl TreeEntry {
     /// The path relative to the walked directory.
     pub fn sub(&self) -> &str {
-        &self.path[self.sub_at..]
+        self.path.get(self.sub_at..).unwrap_or_default()
     }
 }
 
@@ -53,23 +53,14 @@ pub fn walk_dir(
     excluded: &(dyn Fn(&str) -> bool + Sync),
     exceptions: bool,
 ) -> Result<Vec<TreeEntry>, ContextError> {
-    let memo = ACTIVE.with(|a| a.borrow().clone());
-    let known = memo
-        .as_ref()
-        .and_then(|m| m.dirs.lock().ok())
-        .is_some_and(|d| d.contains_key(dir));
-    let mut prefetched = if known {
+    let memo = active_memo();
+    let mut prefetched = if memo.as_ref().is_some_and(|m| m.knows(dir)) {
         HashMap::new()
     } else {
         prefetch(dir, excluded, exceptions)
     };
-    // A directory an earlier walk of this build listed keeps that listing: every walk of
-    // the build sees the same tree (a subdirectory copied before `COPY . /app`).
-    if let Some(m) = &memo
-        && let Ok(dirs) = m.dirs.lock()
-        && !dirs.is_empty()
-    {
-        prefetched.retain(|d, _| !dirs.contains_key(d));
+    if let Some(m) = &memo {
+        m.drop_known(&mut prefetched);
     }
     let listed = prefetched.values().map(|l| l.len()).sum();
     let mut out: Vec<(TreeEntry, bool)> = Vec::with_capacity(listed);
@@ -81,10 +72,8 @@ pub fn walk_dir(
         sub_at: if base.is_empty() { 0 } else { base.len() + 1 },
     };
     walk.dir(dir, base, &mut out)?;
-    if let Some(m) = &memo
-        && let Ok(mut dirs) = m.dirs.lock()
-    {
-        dirs.extend(walk.prefetched);
+    if let Some(m) = &memo {
+        m.keep_all(walk.prefetched);
     }
     // Excluded directories stay only as parents of something that was re-included (there
     // are none without exception rules: excluded directories are not entered then).
@@ -189,24 +178,11 @@ impl Walk<'_> {
                 };
                 (e, is_excluded)
             };
-            match kind {
-                RawKind::Dir => {
-                    out.push(entry(path.clone(), EntryKind::Dir));
-                    self.dir(&full(), &path, out)?;
-                }
-                RawKind::File { size } => out.push(entry(
-                    path,
-                    EntryKind::File {
-                        source: full(),
-                        size: *size,
-                    },
-                )),
-                RawKind::Symlink { target } => out.push(entry(
-                    path,
-                    EntryKind::Symlink {
-                        target: target.clone(),
-                    },
-                )),
+            if is_dir {
+                out.push(entry(path.clone(), EntryKind::Dir));
+                self.dir(&full(), &path, out)?;
+            } else {
+                out.push(entry(path, kind.entry_kind(full)));
             }
         }
         Ok(())
@@ -217,17 +193,12 @@ impl Walk<'_> {
         if let Some(l) = self.prefetched.get(abs) {
             return Ok(l.clone());
         }
-        if let Some(m) = self.memo
-            && let Ok(dirs) = m.dirs.lock()
-            && let Some(l) = dirs.get(abs)
-        {
-            return Ok(l.clone());
+        if let Some(l) = self.memo.and_then(|m| m.listing(abs)) {
+            return Ok(l);
         }
         let listing = Arc::new(list(abs)?);
-        if let Some(m) = self.memo
-            && let Ok(mut dirs) = m.dirs.lock()
-        {
-            dirs.insert(abs.to_path_buf(), listing.clone());
+        if let Some(m) = self.memo {
+            m.keep_all([(abs.to_path_buf(), listing.clone())]);
         }
         Ok(listing)
     }
@@ -295,6 +266,60 @@ mod tests {
                 "keep.txt",
                 "ln",
                 "skip.log"
+            ]
+        );
+    }
+
+    #[test]
+    fn whiteouts_and_non_utf8_names_are_refused_unless_excluded() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("skip/deep")).unwrap();
+        fs::write(r.join("skip/deep/.wh.gone"), "").unwrap();
+        fs::write(r.join("ok.txt"), "").unwrap();
+        let skip = Ignore::parse("skip\n").unwrap();
+        let walk = |ig: &Ignore| walk_dir(r, "app", &|s| ig.is_ignored(s), ig.has_exceptions());
+        // An excluded directory is not entered (no exception rules): its whiteout is fine.
+        let paths: Vec<String> = walk(&skip).unwrap().into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, ["app/ok.txt"]);
+        match walk(&Ignore::parse("").unwrap()) {
+            Err(ContextError::Whiteout { path }) => {
+                assert_eq!(path, r.join("skip/deep/.wh.gone"));
+            }
+            other => panic!("{other:?}"),
+        }
+        // With an exception the excluded directory is walked; the whiteout, excluded
+        // itself, is still left out rather than refused.
+        let except = Ignore::parse("skip\n!skip/deep/keep\n").unwrap();
+        let paths: Vec<String> = walk(&except).unwrap().into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, ["app/ok.txt"]);
+        fs::remove_file(r.join("skip/deep/.wh.gone")).unwrap();
+        let bad = r.join(std::ffi::OsStr::from_bytes(b"bad-\xff"));
+        fs::write(&bad, "").unwrap();
+        match walk(&skip) {
+            Err(ContextError::NonUtf8 { path }) => assert_eq!(path, bad),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn exceptions_below_a_base_keep_the_parents_they_need() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        for f in ["logs/keep.txt", "logs/a.log", "logs/old/b.log", "top.txt"] {
+            fs::create_dir_all(r.join(f).parent().unwrap()).unwrap();
+            fs::write(r.join(f), f).unwrap();
+        }
+        let ig = Ignore::parse("logs\n!logs/keep.txt\n").unwrap();
+        let walked = walk_dir(r, "srv", &|s| ig.is_ignored(s), ig.has_exceptions()).unwrap();
+        let got: Vec<(&str, &str)> = walked.iter().map(|e| (e.path.as_str(), e.sub())).collect();
+        assert_eq!(
+            got,
+            [
+                ("srv/logs", "logs"),
+                ("srv/logs/keep.txt", "logs/keep.txt"),
+                ("srv/top.txt", "top.txt"),
             ]
         );
     }

@@ -85,8 +85,15 @@ impl LayerBuilder {
         tap: Option<SpoolTap>,
         hints: Option<&dyn StatHints>,
     ) -> Result<BuiltLayer, LayerError> {
-        let mut index =
-            StatIndex::open_with(&self.cache, spec, self.codec, self.mtime, self.jobs, hints);
+        let mut index = StatIndex::open_with(
+            &self.cache,
+            spec,
+            self.codec,
+            self.mtime,
+            self.jobs,
+            hints,
+            self.reuse,
+        );
         if self.reuse
             && let Some(hit) = index.lookup()
         {
@@ -103,10 +110,11 @@ impl LayerBuilder {
         tap: Option<&SpoolTap>,
     ) -> Result<(BuiltLayer, Vec<ContentHash>), LayerError> {
         let jobs = self.jobs.max(1);
-        // Members cut but not yet written: one per worker and two more, so a slow member (a
-        // large file's) stalls the others only once they are two ahead. Each holds buffers of
-        // up to 8 MiB: twice the workers and two more cost ~40 MB more peak RSS on 2 cores for
-        // no speed measured (interleaved cold builds of the benchmark context).
+        // Members cut but not yet written: one per worker and two more, so while a slow
+        // member (a large file's) is compressed the others go on until `jobs + 1` members
+        // past it are cut. Each holds buffers of up to 8 MiB: twice the workers and two more
+        // cost ~40 MB more peak RSS on 2 cores for no speed measured (interleaved cold
+        // builds of the benchmark context).
         let in_flight = jobs + 2;
         let (work_tx, work_rx) = mpsc::sync_channel::<Member>(jobs);
         let work_rx = Arc::new(Mutex::new(work_rx));

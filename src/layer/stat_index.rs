@@ -73,14 +73,17 @@ pub struct StatIndex<'a> {
     jobs: usize,
     /// Every `File` source and its size, in archive order.
     sources: Vec<(&'a Path, u64)>,
-    /// `None` when some source could not be stat'ed (the build will report it).
+    /// `None` when some source could not be stat'ed (the build will report it), or the
+    /// thread taking the stats failed: then nothing is looked up or recorded.
     stats: Option<Vec<FileStat>>,
-    /// This checkout's record, read while the stats were taken.
-    own: Option<Record>,
+    /// This checkout's record (`Some(None)`: there is none), when read while the stats
+    /// were taken.
+    own: Option<Option<Record>>,
 }
 
 impl<'a> StatIndex<'a> {
-    /// Computes the keys and stats every `File` source, on `jobs` threads.
+    /// Computes the keys and stats every `File` source (on `jobs` threads; a layer of
+    /// 1,024 files or more on a thread beside the one hashing the keys).
     pub fn open(
         cache: &'a BlobCache,
         spec: &'a LayerSpec,
@@ -88,10 +91,11 @@ impl<'a> StatIndex<'a> {
         mtime: u64,
         jobs: usize,
     ) -> Self {
-        Self::open_with(cache, spec, codec, mtime, jobs, None)
+        Self::open_with(cache, spec, codec, mtime, jobs, None, true)
     }
 
-    /// [`StatIndex::open`], taking the stats `hints` knows from there.
+    /// [`StatIndex::open`], taking the stats `hints` knows from there. With `answer`
+    /// ([`StatIndex::lookup`] will be asked), this checkout's record is read meanwhile.
     pub fn open_with(
         cache: &'a BlobCache,
         spec: &'a LayerSpec,
@@ -99,6 +103,7 @@ impl<'a> StatIndex<'a> {
         mtime: u64,
         jobs: usize,
         hints: Option<&dyn StatHints>,
+        answer: bool,
     ) -> Self {
         let entries = sorted(&spec.entries);
         let sources: Vec<(&Path, u64)> = entries
@@ -121,7 +126,7 @@ impl<'a> StatIndex<'a> {
         // This checkout's record is read then too.
         let keyed = || {
             let (shape, key) = keys(&entries, &sources, codec, mtime);
-            let own = read(cache, &key);
+            let own = answer.then(|| read(cache, &key));
             (shape, key, own)
         };
         let (stats, (shape, key, own)) = if sources.len() < PARALLEL_FROM {
@@ -156,8 +161,11 @@ impl<'a> StatIndex<'a> {
     /// their fingerprints compared instead; if all still match, this checkout's record is
     /// (re)written with their new stats.
     pub fn lookup(&mut self) -> Option<BuiltLayer> {
-        let own = self.own.take();
         let stats = self.stats.as_ref()?;
+        let own = match self.own.take() {
+            Some(read_early) => read_early,
+            None => read(self.cache, &self.key),
+        };
         if let Some(own) = own
             && let Some(hit) = self.answer(own, true, stats)
         {

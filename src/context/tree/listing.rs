@@ -45,6 +45,23 @@ pub(super) enum RawKind {
     Symlink { target: String },
 }
 
+impl RawKind {
+    /// The layer entry's kind; `full` (the entry's path) is made only for a file, whose
+    /// source it is.
+    pub fn entry_kind(&self, full: impl FnOnce() -> PathBuf) -> EntryKind {
+        match self {
+            RawKind::Dir => EntryKind::Dir,
+            RawKind::File { size } => EntryKind::File {
+                source: full(),
+                size: *size,
+            },
+            RawKind::Symlink { target } => EntryKind::Symlink {
+                target: target.clone(),
+            },
+        }
+    }
+}
+
 impl Raw {
     pub fn is_dir(&self) -> bool {
         matches!(
@@ -193,29 +210,17 @@ pub(in crate::context) fn kind_of(
     meta: &Metadata,
     full: &Path,
 ) -> Result<Option<EntryKind>, ContextError> {
-    let ft = meta.file_type();
-    Ok(Some(if ft.is_dir() {
-        EntryKind::Dir
-    } else if ft.is_file() {
-        EntryKind::File {
-            source: full.to_path_buf(),
-            size: meta.size(),
-        }
-    } else if ft.is_symlink() {
-        let target = std::fs::read_link(full).map_err(|source| ContextError::Read {
+    match raw_stat(meta, || full.to_path_buf()) {
+        RawStat::Ok { kind, .. } => Ok(Some(kind.entry_kind(|| full.to_path_buf()))),
+        RawStat::Unsupported => Ok(None),
+        RawStat::NonUtf8Target => Err(ContextError::NonUtf8 {
             path: full.to_path_buf(),
-            source,
-        })?;
-        let target = target
-            .to_str()
-            .ok_or_else(|| ContextError::NonUtf8 {
-                path: full.to_path_buf(),
-            })?
-            .to_string();
-        EntryKind::Symlink { target }
-    } else {
-        return Ok(None);
-    }))
+        }),
+        RawStat::Failed(kind, msg) => Err(ContextError::Read {
+            path: full.to_path_buf(),
+            source: std::io::Error::new(kind, msg),
+        }),
+    }
 }
 
 pub(super) fn unsupported(full: &Path) -> ContextError {

@@ -12,12 +12,12 @@ use crate::context::copy_memo::CopyMemo;
 use crate::layer::stat_index::{SourceStat, StatHints};
 
 /// A directory's entries, sorted by name.
-type Listing = Arc<Vec<Raw>>;
+pub(super) type Listing = Arc<Vec<Raw>>;
 
 /// Directory listings kept for the length of one build (see the module docs).
 #[derive(Clone, Debug, Default)]
 pub struct WalkMemo {
-    pub(super) dirs: Arc<Mutex<HashMap<PathBuf, Listing>>>,
+    dirs: Arc<Mutex<HashMap<PathBuf, Listing>>>,
     copies: CopyMemo,
 }
 
@@ -25,6 +25,39 @@ impl WalkMemo {
     /// The context copies resolved during this build.
     pub(in crate::context) fn copies(&self) -> CopyMemo {
         self.copies.clone()
+    }
+
+    fn dirs(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Listing>> {
+        self.dirs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a walk of this build listed `dir`.
+    pub(super) fn knows(&self, dir: &Path) -> bool {
+        self.dirs().contains_key(dir)
+    }
+
+    /// `dir`'s listing, if a walk of this build made it.
+    pub(super) fn listing(&self, dir: &Path) -> Option<Listing> {
+        self.dirs().get(dir).cloned()
+    }
+
+    /// Removes from `fresh` the directories this build listed before: they keep that
+    /// listing, so every walk of the build sees the same tree (a subdirectory copied
+    /// before `COPY . /app`).
+    pub(super) fn drop_known(&self, fresh: &mut HashMap<PathBuf, Listing>) {
+        let dirs = self.dirs();
+        if !dirs.is_empty() {
+            fresh.retain(|d, _| !dirs.contains_key(d));
+        }
+    }
+
+    /// Keeps `listings` for the rest of the build; a directory listed before keeps its
+    /// first listing.
+    pub(super) fn keep_all(&self, listings: impl IntoIterator<Item = (PathBuf, Listing)>) {
+        let mut dirs = self.dirs();
+        for (dir, listing) in listings {
+            dirs.entry(dir).or_insert(listing);
+        }
     }
 }
 
@@ -34,7 +67,7 @@ pub(in crate::context) fn active_memo() -> Option<WalkMemo> {
 }
 
 thread_local! {
-    pub(super) static ACTIVE: RefCell<Option<WalkMemo>> = const { RefCell::new(None) };
+    static ACTIVE: RefCell<Option<WalkMemo>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` with `memo` serving (and filling) the directory listings of every walk made
@@ -56,9 +89,7 @@ impl StatHints for WalkMemo {
     /// The stats of regular files listed by a walk of this build.
     fn stats(&self, paths: &[&Path]) -> Vec<Option<SourceStat>> {
         use std::os::unix::ffi::OsStrExt as _;
-        let Ok(dirs) = self.dirs.lock() else {
-            return vec![None; paths.len()];
-        };
+        let dirs = self.dirs();
         // One map lookup per run of files in the same directory. A source is its
         // directory's path joined with its name (the walk made it so), split here by bytes:
         // `Path::parent` and `file_name` parse components, a tenth of a no-op rebuild.

@@ -19,7 +19,8 @@ pub struct Made {
 enum Layer {
     /// Entries in archive order: binary search.
     Ordered(Entries),
-    /// Other entries, by path; a later entry at the same path wins.
+    /// Other entries, by path. Of two entries at one path the first counts, as in the
+    /// layer's tar (`tar_writer::sorted` keeps the first; resolved copies never have two).
     Indexed(BTreeMap<String, bool>),
 }
 
@@ -29,12 +30,13 @@ impl Made {
         let layer = if entries.in_archive_order() {
             Layer::Ordered(entries.clone())
         } else {
-            Layer::Indexed(
-                entries
-                    .iter()
-                    .map(|e| (e.path.clone(), is_dir(&e.kind)))
-                    .collect(),
-            )
+            let mut paths = BTreeMap::new();
+            for e in entries.iter() {
+                paths
+                    .entry(e.path.clone())
+                    .or_insert_with(|| is_dir(&e.kind));
+            }
+            Layer::Indexed(paths)
         };
         self.layers.push(layer);
     }
@@ -99,14 +101,8 @@ mod tests {
         assert_eq!(made.get("app/a"), Some(false));
         assert_eq!(made.get("app/b"), None);
         assert_eq!(made.get(""), None);
-        // Out of order, with a duplicate path: the later entry counts, as in a layer.
-        let second: Entries = vec![
-            entry("etc", EntryKind::Dir),
-            file("app/b"),
-            file("etc"),
-            entry("etc", EntryKind::Dir),
-        ]
-        .into();
+        // Out of order, with a duplicate path: the first entry counts, as in the tar.
+        let second: Entries = vec![entry("etc", EntryKind::Dir), file("app/b"), file("etc")].into();
         assert!(!second.in_archive_order());
         made.record(&second);
         assert_eq!(made.get("etc"), Some(true), "the second layer's directory");
