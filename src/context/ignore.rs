@@ -146,12 +146,8 @@ impl Ignore {
             if rule.exclusion != matched {
                 continue;
             }
-            // The path, or a parent: each prefix ending before a `/`.
-            let hit = matches(&rule.parts, path)
-                || path
-                    .match_indices('/')
-                    .any(|(i, _)| matches(&rule.parts, &path[..i]));
-            if hit {
+            // `matches` also matches the parents (prefixes ending before a `/`).
+            if matches(&rule.parts, path) {
                 matched = !rule.exclusion;
             }
         }
@@ -277,14 +273,40 @@ fn class(chars: &[char], mut i: usize) -> Option<(Part, usize)> {
 /// a directory matches everything below it). Memoized over (part, position), so hostile
 /// patterns (`*a*a*a*…`) cost O(parts × path) instead of exponential backtracking.
 fn matches(parts: &[Part], path: &str) -> bool {
-    let name: Vec<char> = path.chars().collect();
-    let mut memo = vec![None; (parts.len() + 1) * (name.len() + 1)];
-    Matcher {
-        parts,
-        name: &name,
-        memo: &mut memo,
+    // A plain name (`node_modules`, `.git`, `dist/app`, most rules): a prefix compare,
+    // without the tables below (this runs for every rule and every file of the context).
+    if parts.iter().all(|p| matches!(p, Part::Literal(_))) {
+        let mut rest = path.chars();
+        for p in parts {
+            if let Part::Literal(c) = p
+                && rest.next() != Some(*c)
+            {
+                return false;
+            }
+        }
+        let rest = rest.as_str();
+        return rest.is_empty() || rest.starts_with('/');
     }
-    .at(0, 0)
+    // The tables are kept per thread and reused: a context walk asks for every file.
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<(Vec<char>, Vec<Option<bool>>)> =
+            const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    }
+    SCRATCH.with(|scratch| {
+        let Ok(mut scratch) = scratch.try_borrow_mut() else {
+            return match_with(parts, path, &mut (Vec::new(), Vec::new()));
+        };
+        match_with(parts, path, &mut scratch)
+    })
+}
+
+fn match_with(parts: &[Part], path: &str, scratch: &mut (Vec<char>, Vec<Option<bool>>)) -> bool {
+    let (name, memo) = scratch;
+    name.clear();
+    name.extend(path.chars());
+    memo.clear();
+    memo.resize((parts.len() + 1) * (name.len() + 1), None);
+    Matcher { parts, name, memo }.at(0, 0)
 }
 
 struct Matcher<'a> {

@@ -68,3 +68,38 @@ fn hostile_patterns_are_fast() {
     assert!(!i.is_ignored(&"a/".repeat(100)));
     assert!(t.elapsed() < std::time::Duration::from_secs(2));
 }
+
+#[test]
+fn plain_names_match_themselves_and_what_is_below() {
+    let i = ig("node_modules\ndist/app\n.git\n");
+    for yes in [
+        "node_modules",
+        "node_modules/x/y.js",
+        "dist/app",
+        "dist/app/a/b",
+        ".git/HEAD",
+    ] {
+        assert!(i.is_ignored(yes), "{yes}");
+    }
+    for no in [
+        "node_modules2",
+        "a/node_modules",
+        "dist",
+        "dist/apps",
+        "dist/ap",
+        ".gitignore",
+    ] {
+        assert!(!i.is_ignored(no), "{no}");
+    }
+    // The same answers as the general matcher gives a pattern with a wildcard in it.
+    let j = ig("node_module?\ndist/ap[p]\n");
+    for p in [
+        "node_modules/x",
+        "node_modules2",
+        "dist/app/a",
+        "dist/apps",
+        "a/node_modules",
+    ] {
+        assert_eq!(i.is_ignored(p), j.is_ignored(p), "{p}");
+    }
+}
