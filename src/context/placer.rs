@@ -27,27 +27,6 @@ pub(super) struct Placed {
     gid: u64,
 }
 
-impl From<LayerEntry> for (String, Placed) {
-    fn from(e: LayerEntry) -> Self {
-        let LayerEntry {
-            path,
-            kind,
-            mode,
-            uid,
-            gid,
-        } = e;
-        (
-            path,
-            Placed {
-                kind,
-                mode,
-                uid,
-                gid,
-            },
-        )
-    }
-}
-
 impl Placer<'_> {
     /// [`Placer::probe`] for a decision that depends on the answer.
     pub(super) fn probe_needed(&self, path: &str) -> Probe {
@@ -149,7 +128,19 @@ impl Placer<'_> {
 
     /// Places an entry made elsewhere (an extracted archive's), owner and all.
     pub(super) fn put_entry(&mut self, e: LayerEntry) {
-        let (path, placed) = e.into();
+        let LayerEntry {
+            path,
+            kind,
+            mode,
+            uid,
+            gid,
+        } = e;
+        let placed = Placed {
+            kind,
+            mode,
+            uid,
+            gid,
+        };
         self.entries.insert(path, placed);
     }
 

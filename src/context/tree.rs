@@ -224,20 +224,27 @@ mod tests {
     use crate::layer::stat_index::{SourceStat, StatHints as _};
     use std::fs;
 
+    /// A temp dir holding `files`, each containing its own path.
+    fn tree_of(files: &[&str]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for f in files {
+            let p = d.path().join(f);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, f).unwrap();
+        }
+        d
+    }
+
     #[test]
     fn filters_with_exceptions() {
-        let d = tempfile::tempdir().unwrap();
-        let r = d.path();
-        for f in [
+        let d = tree_of(&[
             "keep.txt",
             "skip.log",
             "logs/a.log",
             "logs/keep.txt",
             "deep/x/y.log",
-        ] {
-            fs::create_dir_all(r.join(f).parent().unwrap()).unwrap();
-            fs::write(r.join(f), f).unwrap();
-        }
+        ]);
+        let r = d.path();
         std::os::unix::fs::symlink("keep.txt", r.join("ln")).unwrap();
         let ig = Ignore::parse("*.log\nlogs\n!logs/keep.txt\ndeep\n").unwrap();
         let subs = |ig: &Ignore| {
@@ -273,11 +280,8 @@ mod tests {
     #[test]
     fn whiteouts_and_non_utf8_names_are_refused_unless_excluded() {
         use std::os::unix::ffi::OsStrExt as _;
-        let d = tempfile::tempdir().unwrap();
+        let d = tree_of(&["skip/deep/.wh.gone", "ok.txt"]);
         let r = d.path();
-        fs::create_dir_all(r.join("skip/deep")).unwrap();
-        fs::write(r.join("skip/deep/.wh.gone"), "").unwrap();
-        fs::write(r.join("ok.txt"), "").unwrap();
         let skip = Ignore::parse("skip\n").unwrap();
         let walk = |ig: &Ignore| walk_dir(r, "app", &|s| ig.is_ignored(s), ig.has_exceptions());
         // An excluded directory is not entered (no exception rules): its whiteout is fine.
@@ -305,12 +309,8 @@ mod tests {
 
     #[test]
     fn exceptions_below_a_base_keep_the_parents_they_need() {
-        let d = tempfile::tempdir().unwrap();
+        let d = tree_of(&["logs/keep.txt", "logs/a.log", "logs/old/b.log", "top.txt"]);
         let r = d.path();
-        for f in ["logs/keep.txt", "logs/a.log", "logs/old/b.log", "top.txt"] {
-            fs::create_dir_all(r.join(f).parent().unwrap()).unwrap();
-            fs::write(r.join(f), f).unwrap();
-        }
         let ig = Ignore::parse("logs\n!logs/keep.txt\n").unwrap();
         let walked = walk_dir(r, "srv", &|s| ig.is_ignored(s), ig.has_exceptions()).unwrap();
         let got: Vec<(&str, &str)> = walked.iter().map(|e| (e.path.as_str(), e.sub())).collect();
@@ -326,10 +326,8 @@ mod tests {
 
     #[test]
     fn a_directory_listed_earlier_in_the_build_keeps_its_listing() {
-        let d = tempfile::tempdir().unwrap();
+        let d = tree_of(&["sub/a.txt"]);
         let r = d.path();
-        fs::create_dir(r.join("sub")).unwrap();
-        fs::write(r.join("sub/a.txt"), "a").unwrap();
         let none = |_: &str| false;
         let paths = |dir: &Path| -> Vec<String> {
             walk_dir(dir, "", &none, false)
@@ -352,12 +350,8 @@ mod tests {
 
     #[test]
     fn entries_are_named_below_the_base_and_their_stats_kept() {
-        let d = tempfile::tempdir().unwrap();
+        let d = tree_of(&["a.txt", "lib/b.txt", "lib/deep/c.txt", "lib/skip.log"]);
         let r = d.path();
-        fs::create_dir_all(r.join("lib/deep")).unwrap();
-        for f in ["a.txt", "lib/b.txt", "lib/deep/c.txt", "lib/skip.log"] {
-            fs::write(r.join(f), f).unwrap();
-        }
         let ig = Ignore::parse("lib/*.log\n").unwrap();
         let memo = WalkMemo::default();
         // The filter sees paths below the walked directory, the entries their image path.
