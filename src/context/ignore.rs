@@ -13,6 +13,10 @@ struct Rule {
     exclusion: bool,
     text: String,
     parts: Vec<Part>,
+    /// The longest run of literal characters in `parts`. A path that does not contain it
+    /// cannot match, nor can its parents (prefixes of it): for wildcard rules (`*.md`,
+    /// `**/*.map`) one substring search turns most paths away before any matching.
+    needle: String,
 }
 
 /// A compiled pattern: a sequence of parts matched against a `/`-separated path.
@@ -118,6 +122,7 @@ impl Ignore {
             rules.push(Rule {
                 exclusion,
                 text: body,
+                needle: longest_literal(&parts),
                 parts,
             });
         }
@@ -147,7 +152,7 @@ impl Ignore {
                 continue;
             }
             // `matches` also matches the parents (prefixes ending before a `/`).
-            if matches(&rule.parts, path) {
+            if path.contains(rule.needle.as_str()) && matches(&rule.parts, path) {
                 matched = !rule.exclusion;
             }
         }
@@ -236,6 +241,24 @@ fn compile(p: &str) -> Result<Vec<Part>, String> {
         }
     }
     Ok(parts)
+}
+
+/// The longest run of consecutive `Literal` parts (the first of equal length), as text;
+/// empty when there is none (every path contains it).
+fn longest_literal(parts: &[Part]) -> String {
+    let mut best = String::new();
+    for run in parts.split(|p| !matches!(p, Part::Literal(_))) {
+        if run.len() > best.chars().count() {
+            best = run
+                .iter()
+                .filter_map(|p| match p {
+                    Part::Literal(c) => Some(*c),
+                    _ => None,
+                })
+                .collect();
+        }
+    }
+    best
 }
 
 fn class(chars: &[char], mut i: usize) -> Option<(Part, usize)> {

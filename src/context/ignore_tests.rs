@@ -103,3 +103,66 @@ fn plain_names_match_themselves_and_what_is_below() {
         assert_eq!(i.is_ignored(p), j.is_ignored(p), "{p}");
     }
 }
+
+#[test]
+fn the_literal_prefilter_keeps_every_answer() {
+    let parts = |p: &str| compile(p).unwrap();
+    assert_eq!(longest_literal(&parts("**/*.map")), ".map");
+    assert_eq!(longest_literal(&parts("a*bcd?[xy]ef")), "bcd");
+    assert_eq!(longest_literal(&parts("**/test/**/*.snap")), "test/");
+    assert_eq!(longest_literal(&parts("*")), "");
+    assert_eq!(longest_literal(&parts("\\*é*")), "*é");
+    // The prefilter only skips rules the matcher would refuse: every answer is the
+    // matcher's alone (parents included).
+    let patterns = [
+        "*.md",
+        "**/*.map",
+        "a*bcd?[xy]ef",
+        "**/test/**/*.snap",
+        "node_modules/.cache",
+        "*",
+        "**",
+        "x/**",
+        "[^a]*.js",
+        "\\*é*",
+        "dir/*/deep",
+    ];
+    let paths = [
+        "README.md",
+        "docs/a.md",
+        "a.md/inner",
+        "lib/x.js.map",
+        "x.map/y",
+        "abcdxef",
+        "abcdyef/z",
+        "src/test/u/v.snap",
+        "test/s.snap",
+        "node_modules/.cache/k",
+        "b.js",
+        "ab.js",
+        "*é",
+        "*éz/q",
+        "dir/a/deep/b",
+        "dir/a/b/deep",
+        "plain",
+    ];
+    let mut hits = 0;
+    for pattern in patterns {
+        let rules = Ignore::new(&[pattern]).unwrap();
+        let rule = &rules.rules[0];
+        for path in paths {
+            assert_eq!(
+                rules.is_ignored(path),
+                matches(&rule.parts, path),
+                "{pattern} on {path}"
+            );
+            hits += usize::from(rules.is_ignored(path));
+        }
+    }
+    // Both answers occur: `*.md` takes README.md and a.md/inner, `**/*.map` x.map/y, …
+    assert!(
+        (20..100).contains(&hits),
+        "{hits} of {} ignored",
+        patterns.len() * paths.len()
+    );
+}
