@@ -2,8 +2,9 @@
 //! push only checks it off. What the registry serves must still be exactly the image
 //! built (unpacked with skopeo + umoci, digests checked), the metadata file's byte counts
 //! must stay honest, and a rebuild whose members all come from the cache is pushed the
-//! ordinary way (HEAD first), so nothing is sent twice to a repository that has it; so is
-//! a rebuild with an empty cache to a tag that exists (a CI job without a kept cache).
+//! ordinary way (HEAD first; an upload begun before that was known is cancelled), so
+//! nothing is sent twice to a repository that has it; so is a rebuild with an empty cache
+//! to a tag that exists (a CI job without a kept cache).
 
 mod common;
 
@@ -100,6 +101,40 @@ fn large_layer_is_uploaded_while_built_and_served_intact() {
     let out = run(&dest);
     assert_eq!(expect_dest_lines(&out, &[&dest]).remove(0), digest);
     assert_eq!(read_json(&meta)["destinations"][0]["bytesUploaded"], 0);
+
+    // A same-size edit (the stat index's record still fits, its fingerprint does not):
+    // the layer is rebuilt with one fresh member and goes up while built, as it streams.
+    let original = std::fs::read(ctx.join("text-1.txt")).unwrap();
+    let mut edited = original.clone();
+    edited[..4].copy_from_slice(b"LINE");
+    std::fs::write(ctx.join("text-1.txt"), &edited).unwrap();
+    let out = run(&dest);
+    assert!(
+        out.stderr.contains("(while it was built)"),
+        "{}",
+        out.stderr
+    );
+    let edit_digest = expect_dest_lines(&out, &[&dest]).remove(0);
+    assert_ne!(edit_digest, digest);
+    // Reverted: the layer is streamed again (the record now holds the edit's
+    // fingerprint) and every member comes from the cache. An upload may have begun before
+    // that was known; it is cancelled, and the ordinary push finds the layer there.
+    std::fs::write(ctx.join("text-1.txt"), &original).unwrap();
+    let out = run(&dest);
+    assert_not_sent_early(&out);
+    assert_eq!(expect_dest_lines(&out, &[&dest]).remove(0), digest);
+    assert_eq!(read_json(&meta)["destinations"][0]["bytesUploaded"], 0);
+    let uploads = reg
+        .storage()
+        .join("docker/registry/v2/repositories/early/_uploads");
+    let kept: Vec<_> = std::fs::read_dir(&uploads)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().join("data").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(kept.is_empty(), "upload sessions left with data: {kept:?}");
 
     // A CI job without a kept cache: everything is compressed afresh, but the tag exists,
     // so nothing goes up early and the ordinary push finds every blob there.

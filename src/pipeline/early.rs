@@ -69,8 +69,9 @@ impl EarlyPush {
         &self.target
     }
 
-    /// Starts uploading the blob `watch` reports once a freshly compressed member shows
-    /// up (a blob made only of cached members was most likely pushed before).
+    /// Starts uploading the blob `watch` reports once `EARLY_MIN` bytes of it are
+    /// written; the upload commits only if some member was freshly compressed (else it is
+    /// cancelled, see `layer::spool::Growing`).
     pub(super) fn start(&self, mut watch: SpoolWatch) {
         let (regs, target, progress) = (
             self.registries.clone(),
@@ -81,7 +82,7 @@ impl EarlyPush {
         let (slots, allowed) = (self.slots.clone(), self.allowed.clone());
         let cold_cache = self.cold_cache;
         let task = tokio::spawn(async move {
-            if !watch.wait_fresh(EARLY_MIN).await
+            if !watch.wait_written(EARLY_MIN).await
                 || go.wait_for(|g| *g).await.is_err()
                 || cold_cache
                     && !*allowed
@@ -95,6 +96,14 @@ impl EarlyPush {
             let _slot = slots.acquire_owned().await.ok()?;
             match regs.push_blob_growing(&target, watch.growing()).await {
                 Ok(done) => Some(done),
+                Err(_) if watch.only_cached() => {
+                    progress.debug(format_args!(
+                        "a layer made only of cached members: its early upload to {} is \
+                         cancelled, the push asks the registry for it first",
+                        target.name()
+                    ));
+                    None
+                }
                 Err(e) => {
                     progress.debug(format_args!(
                         "early upload to {} failed ({}); pushing after the build",

@@ -268,6 +268,17 @@ impl Host {
         check_range(resp, last).map_err(|r| self.protocol(r))
     }
 
+    /// Cancels the upload session at `location` (`DELETE`, Docker's registry API v2
+    /// "Cancel blob upload"), best effort: a registry without it lets the session expire.
+    pub(super) async fn cancel_upload(&self, location: &Url, repo: &str, subject: &str) {
+        if let Ok(rb) = self
+            .request(Method::DELETE, location.clone(), repo, true)
+            .await
+        {
+            let _ = self.send(rb.header(CONTENT_LENGTH, 0), subject).await;
+        }
+    }
+
     /// The closing `PUT` with the digest, and its answer checked.
     pub(super) async fn commit(
         &self,

@@ -4,16 +4,18 @@ use super::*;
 use crate::image::Descriptor;
 
 /// A layer uploaded while it is written: the registry gets exactly the bytes, under
-/// the digest known only at the end; a build that stops half-way commits nothing.
+/// the digest known only at the end; a build that stops half-way commits nothing, nor
+/// does a blob made only of cached members (most likely pushed before), and neither
+/// leaves its upload session open.
 #[tokio::test(flavor = "multi_thread")]
-async fn growing_upload_commits_only_complete_blobs() {
+async fn growing_upload_commits_only_complete_fresh_blobs() {
     use crate::layer::spool;
     use std::io::Write as _;
     let registry = super::super::testkit::LiveRegistry::start();
     let regs = Registries::new(Default::default(), Progress::silent()).unwrap();
     let target = Reference::parse(&format!("{}/grow:1", registry.addr)).unwrap();
     let data: Vec<u8> = (0..20_000_000u32).map(|i| (i % 251) as u8).collect();
-    for complete in [false, true] {
+    for (complete, fresh) in [(false, true), (true, false), (true, true)] {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         let (tap, watch) = spool::channel();
         tap.opened(file.reopen().unwrap());
@@ -27,7 +29,7 @@ async fn growing_upload_commits_only_complete_blobs() {
             };
             for piece in bytes[..upto].chunks(1 << 20) {
                 file.write_all(piece).unwrap();
-                tap.wrote(piece.len() as u64, false);
+                tap.wrote(piece.len() as u64, !fresh);
             }
             if complete {
                 tap.finished(&Digest::of(&bytes), bytes.len() as u64);
@@ -37,13 +39,17 @@ async fn growing_upload_commits_only_complete_blobs() {
         writer.join().unwrap();
         let desc = Descriptor::new("x", Digest::of(&data), data.len() as u64);
         let fetched = regs.fetch_blob(&target, &desc, 1 << 30).await;
-        if complete {
+        if complete && fresh {
             assert_eq!(pushed.unwrap(), (desc.digest.clone(), desc.size));
             assert_eq!(fetched.unwrap(), data);
         } else {
-            assert!(pushed.is_err());
+            let err = pushed.unwrap_err().to_string();
+            if complete {
+                assert!(err.contains("only cached members"), "{err}");
+            }
             assert!(fetched.is_err(), "nothing committed");
         }
+        assert_eq!(registry.open_uploads("grow"), 0, "{complete} {fresh}");
     }
 }
 

@@ -249,7 +249,7 @@ pub fn sink_futures_are_send(
 pub struct LiveRegistry {
     child: std::process::Child,
     pub addr: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl LiveRegistry {
@@ -278,11 +278,7 @@ impl LiveRegistry {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("docker-registry is required by this test ({e}); apt-get install docker-registry"));
-        let registry = LiveRegistry {
-            child,
-            addr,
-            _dir: dir,
-        };
+        let registry = LiveRegistry { child, addr, dir };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while std::net::TcpStream::connect(&registry.addr).is_err() {
             assert!(
@@ -293,6 +289,21 @@ impl LiveRegistry {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         registry
+    }
+
+    /// Upload sessions of `repo` whose bytes the registry keeps (`_uploads/<id>/data`;
+    /// a cancelled session loses its data, its directory stays until purged).
+    pub fn open_uploads(&self, repo: &str) -> usize {
+        let dir = self
+            .dir
+            .path()
+            .join("storage/docker/registry/v2/repositories")
+            .join(repo)
+            .join("_uploads");
+        std::fs::read_dir(dir).map_or(0, |d| {
+            d.filter(|e| e.as_ref().is_ok_and(|e| e.path().join("data").exists()))
+                .count()
+        })
     }
 
     /// Pushes `layout:tag` to `<addr>/<repo>` with skopeo.
