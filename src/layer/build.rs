@@ -3,24 +3,25 @@
 //!
 //! One pass over the input: the producer hashes the tar bytes (diffID) while cutting them;
 //! the writer hashes the compressed bytes (digest) while writing. Memory is bounded by the
-//! number of members in flight, whatever the layer size.
+//! number of members in flight, whatever the layer size. After an edit the pass starts at
+//! the member holding the first change, the bytes before it copied from the last build
+//! with both hashes' states there ([`super::resume`]).
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
 
 use super::chunker::{Chunker, HARD_MAX_MEMBER, Member};
-use super::compress::{MemberCache, Packed, Placed};
+use super::compress::MemberCache;
 use super::content_hash::ContentHash;
 use super::pool::BufferPool;
+use super::resume::{self, Point, Resume, Span};
 use super::spool::SpoolTap;
 use super::stat_index::{StatHints, StatIndex};
 use super::tar_writer;
+use super::writer::{MemberResult, WriterStart, write_ordered};
 use super::{BlobCache, Codec, LayerError, LayerSpec};
 use crate::image::Digest;
 
@@ -46,6 +47,9 @@ pub struct BuiltLayer {
     /// Source files the stat index read to compare their fingerprints (their stat had
     /// changed); 0 when it trusted every stat, or the layer was built.
     pub fingerprinted: usize,
+    /// Bytes of the blob copied from the last build of the layer, whose entries before
+    /// them had not changed ([`super::resume`]); 0 when it was built from the first entry.
+    pub resumed: u64,
 }
 
 /// Builds layers into a [`BlobCache`].
@@ -61,12 +65,13 @@ pub struct LayerBuilder {
     pub reuse: bool,
 }
 
-/// A member's index and its buffer, whose first `Packed::len` bytes are the member.
-type MemberResult = (usize, Result<(Vec<u8>, Packed), LayerError>);
-
-/// What the ordered writer leaves: the spool file, the blob's digest and size, how many
-/// members were reused, and where each freshly compressed member landed.
-type Written = (tempfile::NamedTempFile, Digest, u64, usize, Vec<Placed>);
+/// A layer built from its entries, and what the stat index records of it.
+struct Streamed {
+    built: BuiltLayer,
+    hashes: Vec<ContentHash>,
+    points: Vec<Point>,
+    spans: Vec<Span>,
+}
 
 impl LayerBuilder {
     /// Builds `spec` into the cache: straight from the stat index when no source's bytes
@@ -99,16 +104,45 @@ impl LayerBuilder {
         {
             return Ok(hit);
         }
-        let (built, hashes) = self.build_stream(spec, tap.as_ref())?;
-        index.record(&built, hashes);
-        Ok(built)
+        let resume = if self.reuse { index.resume() } else { None };
+        let streamed = self.build_stream(spec, tap.as_ref(), resume)?;
+        index.record(&streamed.built, streamed.hashes);
+        if self.reuse {
+            // (Without the member cache, members carry no CRC-32 to check a copy by.)
+            index.record_points(&streamed.built, streamed.points, streamed.spans);
+        }
+        Ok(streamed.built)
     }
 
     fn build_stream(
         &self,
         spec: &LayerSpec,
         tap: Option<&SpoolTap>,
-    ) -> Result<(BuiltLayer, Vec<ContentHash>), LayerError> {
+        resume: Option<Resume>,
+    ) -> Result<Streamed, LayerError> {
+        let mut temp = self.cache.temp_file()?;
+        // Both SHA-256 states must restore and the kept members copy intact (each one's
+        // CRC-32 checked on the bytes copied), or the build starts at the first entry, in
+        // a new file.
+        let mut prefix = None;
+        let (mut start, mut tar_hasher) = (WriterStart::fresh(), Sha256::new());
+        if let Some(r) = resume
+            && let (Some(tar), Some(blob)) = (
+                resume::restore(&r.point.tar_state),
+                resume::restore(&r.point.blob_state),
+            )
+        {
+            if resume::copy_kept(&r, temp.as_file()) {
+                (start, tar_hasher) = (WriterStart::after(&r, blob), tar);
+                prefix = Some(r);
+            } else {
+                temp = self.cache.temp_file()?;
+            }
+        }
+        let (first_entry, prefix_member, prefix_tar) = prefix.as_ref().map_or((0, 0, 0), |r| {
+            (r.point.entry, r.point.member, r.point.tar_offset)
+        });
+        let resumed = prefix.as_ref().map_or(0, |r| r.point.blob_offset);
         let jobs = self.jobs.max(1);
         // Members cut but not yet written: one per worker and two more, so while a slow
         // member (a large file's) is compressed the others go on until `jobs + 1` members
@@ -127,7 +161,6 @@ impl LayerBuilder {
         let members = MemberCache::new(&self.cache, self.codec, self.reuse);
         let inputs = BufferPool::new(in_flight + jobs);
         let outputs = BufferPool::new(in_flight + jobs);
-        let temp = self.cache.temp_file()?;
         if let Some(t) = tap {
             // A reader of its own: positioned reads while this handle appends.
             match temp.reopen() {
@@ -150,18 +183,26 @@ impl LayerBuilder {
             }
             drop(result_tx);
             let outputs = &outputs;
-            let writer = s.spawn(move || write_ordered(temp, result_rx, token_tx, tap, outputs));
+            let writer =
+                s.spawn(move || write_ordered(temp, result_rx, token_tx, tap, outputs, start));
             let mut chunker = Chunker {
                 current: Vec::with_capacity(HARD_MAX_MEMBER),
                 pool: &inputs,
-                next_index: 0,
+                next_index: prefix_member,
                 work_tx,
                 tokens: token_rx,
-                diff_hasher: Sha256::new(),
-                tar_size: 0,
+                diff_hasher: tar_hasher,
+                tar_size: prefix_tar,
+                entries: first_entry,
+                cuts: Vec::new(),
             };
-            let produced = tar_writer::write_archive(&spec.entries, self.mtime, &mut chunker)
-                .and_then(|hashes| chunker.flush().map(|()| hashes));
+            let produced = tar_writer::write_archive_from(
+                &spec.entries,
+                first_entry,
+                self.mtime,
+                &mut chunker,
+            )
+            .and_then(|hashes| chunker.flush().map(|()| hashes));
             // Closing the work channel (and the token receiver) lets the workers and then
             // the writer finish; a `..` pattern would keep them alive until scope end.
             let Chunker {
@@ -170,8 +211,10 @@ impl LayerBuilder {
                 next_index,
                 work_tx,
                 tokens,
+                cuts,
                 current: _,
                 pool: _,
+                entries: _,
             } = chunker;
             drop(work_tx);
             drop(tokens);
@@ -182,26 +225,57 @@ impl LayerBuilder {
                 })
             });
             // A producer error is the root cause; a writer error then is only its echo.
-            let hashes = produced?;
-            let (temp, digest, size, reused, placed) = written?;
+            let mut hashes = produced?;
+            let w = written?;
             if let Some(t) = tap {
-                t.finished(&digest, size);
+                t.finished(&w.digest, w.size);
             }
             let diff_id = Digest::from_sha256(diff_hasher.finalize().as_slice());
-            let path = self.cache.commit(temp, &digest)?;
-            members.record(&digest, &placed);
+            let path = self.cache.commit(w.temp, &w.digest)?;
+            members.record(&w.digest, &w.placed);
+            // The member starts before a resumed build's first member hold for this blob
+            // too (its bytes before them are the same); the others are this build's.
+            let mut points = Vec::new();
+            if let Some(r) = prefix {
+                hashes.splice(0..0, r.hashes);
+                points = r.points;
+            }
+            for cut in cuts {
+                let Some((blob_offset, blob_state)) = cut
+                    .member
+                    .checked_sub(prefix_member)
+                    .and_then(|i| w.starts.get(i))
+                else {
+                    continue;
+                };
+                points.push(Point {
+                    member: cut.member,
+                    entry: cut.entry,
+                    large_entry: cut.large_entry,
+                    tar_offset: cut.tar_offset,
+                    tar_state: cut.tar_state,
+                    blob_offset: *blob_offset,
+                    blob_state: blob_state.clone(),
+                });
+            }
             let built = BuiltLayer {
-                digest,
+                digest: w.digest,
                 diff_id,
-                size,
+                size: w.size,
                 tar_size,
                 path,
                 members: next_index,
-                members_reused: reused,
+                members_reused: w.reused,
                 unchanged: false,
                 fingerprinted: 0,
+                resumed,
             };
-            Ok((built, hashes))
+            Ok(Streamed {
+                built,
+                hashes,
+                points,
+                spans: w.spans,
+            })
         })
     }
 }
@@ -226,75 +300,6 @@ fn compress_worker(
             return;
         }
     }
-}
-
-/// Writes members in index order, hashing the blob; returns a token per member written so
-/// the producer never runs more than `in_flight` members ahead.
-fn write_ordered(
-    mut temp: tempfile::NamedTempFile,
-    results: Receiver<MemberResult>,
-    tokens: SyncSender<()>,
-    tap: Option<&SpoolTap>,
-    outputs: &BufferPool,
-) -> Result<Written, LayerError> {
-    let mut pending: BTreeMap<usize, (Vec<u8>, Packed)> = BTreeMap::new();
-    let mut next = 0usize;
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    let mut reused = 0usize;
-    let mut placed = Vec::new();
-    // Offset, length and CRC-32 of every member written, for repeats.
-    let mut spans: Vec<(u64, usize, u32)> = Vec::new();
-    let temp_path = temp.path().to_path_buf();
-    let cache_err = |source| LayerError::Cache {
-        path: temp_path.clone(),
-        source,
-    };
-    for (index, result) in results {
-        pending.insert(index, result?);
-        while let Some((mut buf, mut packed)) = pending.remove(&next) {
-            if let Some(j) = packed.same_as {
-                // A repeat of a member already in the spool file: copy it from there.
-                let &(offset, len, crc) = spans.get(j).ok_or_else(|| LayerError::Entry {
-                    path: "<layer writer>".into(),
-                    reason: format!("member {next} repeats member {j}, not yet written"),
-                })?;
-                if buf.len() < len {
-                    buf.resize(len, 0);
-                }
-                temp.as_file()
-                    .read_exact_at(&mut buf[..len], offset)
-                    .map_err(cache_err)?;
-                (packed.len, packed.crc) = (len, crc);
-            }
-            spans.push((size, packed.len, packed.crc));
-            let bytes = &buf[..packed.len];
-            hasher.update(bytes);
-            temp.write_all(bytes).map_err(cache_err)?;
-            let was_reused = packed.found || packed.same_as.is_some();
-            reused += usize::from(was_reused);
-            if let Some(t) = tap {
-                t.wrote(bytes.len() as u64, was_reused);
-            }
-            // Freshly compressed members are recorded in this blob once it is committed.
-            if let Some(key) = packed.key.filter(|_| !packed.found) {
-                placed.push(Placed {
-                    key,
-                    offset: size,
-                    len: bytes.len() as u64,
-                    crc: packed.crc,
-                });
-            }
-            size += bytes.len() as u64;
-            outputs.give(buf);
-            next += 1;
-            // The producer may have finished and dropped its receiver; that is fine.
-            let _ = tokens.send(());
-        }
-    }
-    temp.flush().map_err(cache_err)?;
-    let digest = Digest::from_sha256(hasher.finalize().as_slice());
-    Ok((temp, digest, size, reused, placed))
 }
 
 #[cfg(test)]

@@ -24,6 +24,17 @@ pub(super) struct Member {
     pub data: Vec<u8>,
 }
 
+/// A member that starts at an entry: the tar's size and SHA-256 state there, from which a
+/// later build can go on ([`super::resume`]).
+pub(super) struct EntryCut {
+    pub member: usize,
+    pub entry: usize,
+    /// Cut because the entry is large (else because of the entries before it).
+    pub large_entry: bool,
+    pub tar_offset: u64,
+    pub tar_state: Vec<u8>,
+}
+
 /// Cuts the tar stream into members and hands them to the compression workers.
 pub(super) struct Chunker<'a> {
     pub current: Vec<u8>,
@@ -34,6 +45,10 @@ pub(super) struct Chunker<'a> {
     pub tokens: Receiver<()>,
     pub diff_hasher: Sha256,
     pub tar_size: u64,
+    /// Entries begun so far (counting those a resumed build skipped).
+    pub entries: usize,
+    /// Every member cut at an entry, in order.
+    pub cuts: Vec<EntryCut>,
 }
 
 impl Chunker<'_> {
@@ -60,6 +75,23 @@ impl Chunker<'_> {
         self.next_index += 1;
         Ok(())
     }
+
+    /// Ends the member being filled before entry `self.entries` starts (`large_entry`:
+    /// because that entry is large); the next one starts there.
+    fn cut_at_entry(&mut self, large_entry: bool) -> Result<(), LayerError> {
+        if self.current.is_empty() {
+            return Ok(());
+        }
+        self.flush()?;
+        self.cuts.push(EntryCut {
+            member: self.next_index,
+            entry: self.entries,
+            large_entry,
+            tar_offset: self.tar_size,
+            tar_state: super::resume::save(&self.diff_hasher),
+        });
+        Ok(())
+    }
 }
 
 impl TarSink for Chunker<'_> {
@@ -82,7 +114,7 @@ impl TarSink for Chunker<'_> {
         let len = self.current.len();
         if len >= SOFT_MAX_MEMBER || (len >= MIN_MEMBER && fnv1a(path.as_bytes()).is_multiple_of(8))
         {
-            self.flush()?;
+            self.cut_at_entry(false)?;
         }
         Ok(())
     }
@@ -92,8 +124,9 @@ impl TarSink for Chunker<'_> {
     /// it), and its members are cut at the same offsets of the file wherever it lands.
     fn entry_start(&mut self, size: u64) -> Result<(), LayerError> {
         if size >= MIN_MEMBER as u64 {
-            self.flush()?;
+            self.cut_at_entry(true)?;
         }
+        self.entries += 1;
         Ok(())
     }
 }

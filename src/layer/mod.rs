@@ -11,12 +11,16 @@ pub mod entry;
 pub mod error;
 mod page_cache;
 mod pool;
+mod resume;
+mod resume_table;
+mod shape;
 mod source_stat;
 pub mod split;
 pub mod spool;
 pub mod stat_index;
 mod stat_record;
 pub mod tar_writer;
+mod writer;
 
 pub use build::{BuiltLayer, LayerBuilder};
 pub use cache::BlobCache;

@@ -9,6 +9,9 @@
 //! checkout elsewhere starts from it. A record holds the layer's digests and, per source
 //! file in archive order, its stat and the fingerprint of the bytes the build read
 //! ([`super::content_hash`]); it ends with its own checksum ([`super::stat_record`]).
+//! A build the index cannot answer asks it where the last build of the same layer can be
+//! resumed from: the stats and fingerprints of the files before that point are the
+//! record's ([`super::resume`]).
 //!
 //! Content stays the source of truth. Files whose stat differs from the record (touched,
 //! rewritten with the same bytes, racy, or a fresh checkout anywhere) are read and
@@ -44,6 +47,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::build::BuiltLayer;
 use super::content_hash::{self, ContentHash, Expected};
+use super::resume::{self, Point, Resume, Span};
+use super::shape::{Runs, shape_fields};
 use super::source_stat::{NEVER, stat_all};
 pub use super::source_stat::{RACY_WINDOW_NS, SourceStat, StatHints};
 use super::stat_record::{self, FileStat, Record};
@@ -54,8 +59,6 @@ use super::{BlobCache, Codec, EntryKind, LayerEntry, LayerSpec};
 /// size, mtime, ctime or inode differ from the record's. (It was 32 MiB: with
 /// `--split-layers` every part is that small, and a no-op re-hashed the whole layer.)
 const ALWAYS_VERIFY: u64 = 1 << 20;
-/// The spec's fields are hashed in runs of about this many bytes.
-const FIELDS_BUFFER: usize = 64 << 10;
 /// Layers with at least this many source files take their stats on a second thread.
 const PARALLEL_FROM: usize = 1024;
 /// Where the newest record of each shape is named.
@@ -79,6 +82,10 @@ pub struct StatIndex<'a> {
     /// This checkout's record (`Some(None)`: there is none), when read while the stats
     /// were taken.
     own: Option<Option<Record>>,
+    /// The entries in archive order, the codec and the entry mtime (for resuming).
+    entries: Vec<&'a LayerEntry>,
+    codec: Codec,
+    mtime: u64,
 }
 
 impl<'a> StatIndex<'a> {
@@ -150,6 +157,9 @@ impl<'a> StatIndex<'a> {
             sources,
             stats,
             own,
+            entries,
+            codec,
+            mtime,
         }
     }
 
@@ -251,6 +261,54 @@ impl<'a> StatIndex<'a> {
         });
     }
 
+    /// Where a build of this spec can start instead of its first entry: the furthest
+    /// member start of the last build of the same lineage before which nothing changed
+    /// ([`super::resume`]).
+    pub(super) fn resume(&self) -> Option<Resume> {
+        let stats = self.stats.as_ref()?;
+        let lineage = resume::lineage(&self.entries, self.codec, self.mtime);
+        let table = resume::load(self.cache, &lineage)?;
+        let record = read(self.cache, &table.key)?;
+        if record.layer.digest != table.digest || record.hashes.len() != record.files.len() {
+            return None;
+        }
+        let blob = self.cache.path_for(&record.layer.digest);
+        if fs::metadata(&blob).ok()?.len() != record.layer.size {
+            return None;
+        }
+        let previous = resume::Previous {
+            files: &record.files,
+            hashes: &record.hashes,
+            blob,
+        };
+        resume::find(
+            &table,
+            &previous,
+            &self.entries,
+            stats,
+            self.codec,
+            self.mtime,
+        )
+    }
+
+    /// Records where the members of `built` (just recorded with [`StatIndex::record`])
+    /// start, for the next build of its lineage.
+    pub(super) fn record_points(&self, built: &BuiltLayer, points: Vec<Point>, spans: Vec<Span>) {
+        if self.stats.is_none() || points.is_empty() {
+            return;
+        }
+        let at: Vec<usize> = points.iter().map(|p| p.entry).collect();
+        let table = resume::Table {
+            key: self.key.clone(),
+            digest: built.digest.clone(),
+            chains: resume::chains(&self.entries, self.codec, self.mtime, &at),
+            points,
+            spans,
+        };
+        let lineage = resume::lineage(&self.entries, self.codec, self.mtime);
+        resume::store(self.cache, &lineage, &table);
+    }
+
     /// Writes this checkout's record and points its shape at it.
     fn write(&self, record: &Record) -> std::io::Result<()> {
         let path = self.cache.meta_path("stat", &self.key);
@@ -278,35 +336,7 @@ fn keys(
     field(codec.tag().as_bytes());
     field(&mtime.to_le_bytes());
     for e in entries {
-        field(e.path.as_bytes());
-        let mut ids = [0u8; 24];
-        for (at, v) in [u64::from(e.mode), e.uid, e.gid].into_iter().enumerate() {
-            ids[at * 8..at * 8 + 8].copy_from_slice(&v.to_le_bytes());
-        }
-        field(&ids);
-        match &e.kind {
-            EntryKind::Dir => field(b"d"),
-            // The source path is in the key, not in the shape: where the bytes come from
-            // does not change the layer, so a fresh checkout elsewhere starts from the
-            // newest record of the shape, whose fingerprints tell it the layer is the same
-            // after reading (not compressing) its files.
-            EntryKind::File { size, .. } => {
-                field(b"f");
-                field(&size.to_le_bytes());
-            }
-            EntryKind::Inline(bytes) => {
-                field(b"i");
-                field(bytes);
-            }
-            EntryKind::Symlink { target } => {
-                field(b"s");
-                field(target.as_bytes());
-            }
-            EntryKind::Hardlink { target } => {
-                field(b"h");
-                field(target.as_bytes());
-            }
-        }
+        shape_fields(e, &mut field);
     }
     let shape = h.finish();
     let mut h = Runs::new();
@@ -321,42 +351,6 @@ fn keys(
         h.field(source.as_os_str().as_encoded_bytes());
     }
     (shape, h.finish())
-}
-
-/// A BLAKE3 hasher fed in runs of [`FIELDS_BUFFER`] bytes: a spec has an entry per file,
-/// and a hasher call per field cost more than the hashing (small updates are hashed one
-/// block at a time). BLAKE3: the no-op path hashes a few MB here, ~4x faster than SHA-256.
-struct Runs {
-    hasher: blake3::Hasher,
-    run: Vec<u8>,
-}
-
-impl Runs {
-    fn new() -> Self {
-        Runs {
-            hasher: blake3::Hasher::new(),
-            run: Vec::with_capacity(FIELDS_BUFFER),
-        }
-    }
-
-    fn bytes(&mut self, b: &[u8]) {
-        self.run.extend_from_slice(b);
-        if self.run.len() >= FIELDS_BUFFER {
-            self.hasher.update(&self.run);
-            self.run.clear();
-        }
-    }
-
-    /// `b` with its length before it, so fields cannot run into each other.
-    fn field(&mut self, b: &[u8]) {
-        self.bytes(&(b.len() as u64).to_le_bytes());
-        self.bytes(b);
-    }
-
-    fn finish(mut self) -> String {
-        self.hasher.update(&self.run);
-        self.hasher.finalize().to_hex().to_string()
-    }
 }
 
 /// The record of `key`, if there is an intact one.

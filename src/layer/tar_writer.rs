@@ -43,9 +43,20 @@ pub fn write_archive(
     mtime: u64,
     sink: &mut dyn TarSink,
 ) -> Result<Vec<ContentHash>, LayerError> {
+    write_archive_from(entries, 0, mtime, sink)
+}
+
+/// [`write_archive`] from the entry at index `first` (in archive order) on: the archive's
+/// bytes after those of the entries before it.
+pub fn write_archive_from(
+    entries: &[LayerEntry],
+    first: usize,
+    mtime: u64,
+    sink: &mut dyn TarSink,
+) -> Result<Vec<ContentHash>, LayerError> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut hashes = Vec::new();
-    for e in sorted(entries) {
+    for e in sorted(entries).into_iter().skip(first) {
         sink.entry_start(e.content_len())?;
         if let Some(h) = write_entry(e, mtime, sink, &mut buf)? {
             hashes.push(h);

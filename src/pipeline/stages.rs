@@ -152,9 +152,10 @@ impl LayerMemo {
         })
         .await
         .map_err(|e| PipelineError::Internal(format!("layer task failed: {e}")))??;
-        let reread = match layer.fingerprinted {
-            0 => String::new(),
-            n => format!(", {n} files re-read: stat changed, same bytes"),
+        let reread = match (layer.fingerprinted, layer.resumed) {
+            (0, 0) => String::new(),
+            (0, n) => format!(", the first {} kept from the last build", human_bytes(n)),
+            (n, _) => format!(", {n} files re-read: stat changed, same bytes"),
         };
         progress.info(format_args!(
             "layer sha256:{} {} ({} → {}, {}/{} members reused{reread})",
