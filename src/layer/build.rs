@@ -121,9 +121,24 @@ impl LayerBuilder {
         resume: Option<Resume>,
     ) -> Result<Streamed, LayerError> {
         let mut temp = self.cache.temp_file()?;
+        let mut tap = tap;
+        if let Some(t) = tap {
+            // A reader of its own: positioned reads while this handle appends.
+            match temp.reopen() {
+                Ok(f) => t.opened(f),
+                Err(source) => {
+                    return Err(LayerError::Cache {
+                        path: temp.path().to_path_buf(),
+                        source,
+                    });
+                }
+            }
+        }
         // Both SHA-256 states must restore and the kept members copy intact (each one's
-        // CRC-32 checked on the bytes copied), or the build starts at the first entry, in
-        // a new file.
+        // CRC-32 checked on the bytes copied, and reported to the tap as it is, so their
+        // upload starts at once), or the build starts at the first entry, in a new file.
+        // The tap then hears no more: its upload never completes, and the push after the
+        // build sends the layer.
         let mut prefix = None;
         let (mut start, mut tar_hasher) = (WriterStart::fresh(), Sha256::new());
         if let Some(r) = resume
@@ -132,11 +147,12 @@ impl LayerBuilder {
                 resume::restore(&r.point.blob_state),
             )
         {
-            if resume::copy_kept(&r, temp.as_file()) {
+            if resume::copy_kept(&r, temp.as_file(), tap) {
                 (start, tar_hasher) = (WriterStart::after(&r, blob), tar);
                 prefix = Some(r);
             } else {
                 temp = self.cache.temp_file()?;
+                tap = None;
             }
         }
         let (first_entry, prefix_member, prefix_tar) = prefix.as_ref().map_or((0, 0, 0), |r| {
@@ -161,18 +177,6 @@ impl LayerBuilder {
         let members = MemberCache::new(&self.cache, self.codec, self.reuse);
         let inputs = BufferPool::new(in_flight + jobs);
         let outputs = BufferPool::new(in_flight + jobs);
-        if let Some(t) = tap {
-            // A reader of its own: positioned reads while this handle appends.
-            match temp.reopen() {
-                Ok(f) => t.opened(f),
-                Err(source) => {
-                    return Err(LayerError::Cache {
-                        path: temp.path().to_path_buf(),
-                        source,
-                    });
-                }
-            }
-        }
 
         std::thread::scope(|s| {
             for _ in 0..jobs {

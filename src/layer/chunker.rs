@@ -10,6 +10,10 @@ use super::LayerError;
 use super::pool::BufferPool;
 use super::tar_writer::TarSink;
 
+// These sizes and the cut rule below decide a layer's bytes: changing them must bump
+// `stat_record::MAGIC` and `resume::MAGIC`, so no record or resume table of the old rule
+// answers for the new one.
+
 /// Members are cut at an entry boundary once they hold at least this much…
 pub(super) const MIN_MEMBER: usize = 1 << 20;
 /// …where the finished entry's path hashes to a boundary (content-defined, so an edit

@@ -25,6 +25,7 @@ use sha2::digest::common::hazmat::{SerializableState, SerializedState};
 
 use super::content_hash::ContentHash;
 use super::source_stat::NEVER;
+use super::spool::SpoolTap;
 use super::stat_record::FileStat;
 use super::{Codec, EntryKind, LayerEntry};
 
@@ -232,10 +233,11 @@ pub(super) fn find(
 }
 
 /// Copies the kept members (`r.spans`, end to end from the start of the last blob to the
-/// resume point) to `to`, an empty file, checking each one's CRC-32 on the bytes copied;
-/// false if one is missing or other (the caller then builds from the first entry, in a
-/// new file): a damaged blob is never carried into a new one.
-pub(super) fn copy_kept(r: &Resume, to: &File) -> bool {
+/// resume point) to `to`, an empty file, checking each one's CRC-32 on the bytes copied
+/// and reporting it to `tap` then; false if one is missing or other (the caller then
+/// builds from the first entry, in a new file): a damaged blob is never carried into a
+/// new one.
+pub(super) fn copy_kept(r: &Resume, to: &File, tap: Option<&SpoolTap>) -> bool {
     let Ok(from) = File::open(&r.blob) else {
         return false;
     };
@@ -255,6 +257,9 @@ pub(super) fn copy_kept(r: &Resume, to: &File) -> bool {
             || out.write_all(&buf).is_err()
         {
             return false;
+        }
+        if let Some(t) = tap {
+            t.wrote(s.len, true);
         }
         at += s.len;
     }

@@ -256,3 +256,37 @@ fn members_cut_before_large_files_resume_only_before_a_large_file() {
     }
     assert!(resumed > 0, "some of them resumed");
 }
+
+#[test]
+fn the_kept_bytes_go_to_the_tap_and_a_failed_copy_leaves_it_incomplete() {
+    use crate::layer::spool;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let ctx = context();
+    let cache = tempfile::tempdir().unwrap();
+    let b = builder(cache.path());
+    b.build(&spec_of(ctx.path(), 0o644)).unwrap();
+    write_old(&ctx.path().join("f100"), &body(8000, 100_001));
+    let (tap, watch) = spool::channel();
+    let l = b
+        .build_tapped(&spec_of(ctx.path(), 0o644), Some(tap), None)
+        .unwrap();
+    assert!(l.resumed > 0);
+    let done = rt.block_on(watch.growing().wait_beyond(0, 0)).unwrap();
+    assert_eq!(done, (l.size, Some((l.digest.clone(), l.size))));
+
+    // The last blob damaged in its first member: the copy stops there, the build starts
+    // over in a new file, and the tap (told of nothing, or of bytes now abandoned) never
+    // completes, so its upload is never committed.
+    let mut blob = fs::read(&l.path).unwrap();
+    blob[10] ^= 0x01;
+    fs::write(&l.path, &blob).unwrap();
+    write_old(&ctx.path().join("f101"), &body(8001, 100_002));
+    let spec = spec_of(ctx.path(), 0o644);
+    let (tap, watch) = spool::channel();
+    let again = b.build_tapped(&spec, Some(tap), None).unwrap();
+    assert_eq!(again.resumed, 0);
+    assert!(rt.block_on(watch.growing().wait_beyond(0, 0)).is_err());
+    same_layer(&again, &spec);
+}

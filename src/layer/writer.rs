@@ -92,11 +92,6 @@ pub(super) fn write_ordered(
         path: temp_path.clone(),
         source,
     };
-    if size > 0
-        && let Some(t) = tap
-    {
-        t.wrote(size, true);
-    }
     for (index, result) in results {
         pending.insert(index, result?);
         while let Some((mut buf, mut packed)) = pending.remove(&next) {
