@@ -4,16 +4,17 @@
 //! before from the last blob instead of reading, hashing and tarring its files again.
 //!
 //! A table per *lineage* (`meta/resume/<lineage>`): the layer's codec, entry mtime, first
-//! in-image path and the directory all its files come from, which an edit does not change
-//! (the stat index's keys do: a file's size is part of its shape). The table names the
+//! in-image path, first file's in-image path and the directory all its files come from,
+//! which an edit does not change (the stat index's keys do: a file's size is part of its
+//! shape). The table names the
 //! stat index record of that build (for the files' stats and fingerprints) and holds, per
 //! member start, a chain hash of the entries before it: their paths, modes, owners,
 //! sizes, link targets, inline bytes and source paths, as the stat index's shape and key
 //! hash them. A build may resume at a member start when the chain there is the same and
 //! every file before it has the stat the record holds (the stat index's rule: a racy or
-//! changed stat is never trusted); the blob's bytes before it are then checked against
-//! their members' CRC-32 before they are copied. Anything that does not fit is a build
-//! from the first entry, so a table can only ever save work, never change a layer.
+//! changed stat is never trusted); the blob's bytes before it are checked against their
+//! members' CRC-32 as they are copied. Anything that does not fit is a build from the
+//! first entry, so a table can only ever save work, never change a layer.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -176,8 +177,8 @@ pub(super) struct Previous<'r> {
 }
 
 /// The furthest point of `table` a build of `entries` (whose files have `stats`) can
-/// start at, with the blob's bytes before it checked; `None` when there is none past
-/// the first member.
+/// start at; `None` when there is none past the first member. The blob's bytes before it
+/// are checked as they are copied ([`copy_kept`]).
 pub(super) fn find(
     table: &Table,
     previous: &Previous<'_>,
@@ -193,8 +194,8 @@ pub(super) fn find(
     let mut files = 0usize;
     let mut counted = 0usize;
     let mut best: Option<(usize, usize)> = None;
+    let large = |e: &&LayerEntry| e.content_len() >= super::chunker::MIN_MEMBER as u64;
     for (i, p) in table.points.iter().enumerate() {
-        let large = |e: &&LayerEntry| e.content_len() >= super::chunker::MIN_MEMBER as u64;
         if chains.get(i) != table.chains.get(i)
             || p.entry < counted
             || (p.large_entry && !entries.get(p.entry).is_some_and(large))
