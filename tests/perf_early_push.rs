@@ -26,6 +26,15 @@ fn assert_not_sent_early(out: &common::Output) {
     );
 }
 
+/// The run uploaded its layer while building it.
+fn assert_sent_early(out: &common::Output) {
+    assert!(
+        out.stderr.contains("(while it was built)"),
+        "the layer went up during the build:\n{}",
+        out.stderr
+    );
+}
+
 fn read_json(p: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
@@ -68,11 +77,7 @@ fn large_layer_is_uploaded_while_built_and_served_intact() {
     };
 
     let out = run(&dest);
-    assert!(
-        out.stderr.contains("(while it was built)"),
-        "the big layer went up during the build:\n{}",
-        out.stderr
-    );
+    assert_sent_early(&out);
     let digest = expect_dest_lines(&out, &[&dest]).remove(0);
     let manifest = common::skopeo_inspect_raw(&dest);
     let layers = manifest["layers"].as_array().unwrap();
@@ -109,11 +114,7 @@ fn large_layer_is_uploaded_while_built_and_served_intact() {
     edited[..4].copy_from_slice(b"LINE");
     std::fs::write(ctx.join("text-1.txt"), &edited).unwrap();
     let out = run(&dest);
-    assert!(
-        out.stderr.contains("(while it was built)"),
-        "{}",
-        out.stderr
-    );
+    assert_sent_early(&out);
     let edit_digest = expect_dest_lines(&out, &[&dest]).remove(0);
     assert_ne!(edit_digest, digest);
     // Reverted: the layer is streamed again (the record now holds the edit's

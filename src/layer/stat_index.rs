@@ -86,6 +86,9 @@ pub struct StatIndex<'a> {
     entries: Vec<&'a LayerEntry>,
     codec: Codec,
     mtime: u64,
+    /// The spec's lineage ([`resume::lineage`]), once asked for: by the resume lookup,
+    /// then by the recording of the build.
+    lineage: std::cell::OnceCell<String>,
 }
 
 impl<'a> StatIndex<'a> {
@@ -160,6 +163,7 @@ impl<'a> StatIndex<'a> {
             entries,
             codec,
             mtime,
+            lineage: std::cell::OnceCell::new(),
         }
     }
 
@@ -266,8 +270,7 @@ impl<'a> StatIndex<'a> {
     /// ([`super::resume`]).
     pub(super) fn resume(&self) -> Option<Resume> {
         let stats = self.stats.as_ref()?;
-        let lineage = resume::lineage(&self.entries, self.codec, self.mtime);
-        let table = resume::load(self.cache, &lineage)?;
+        let table = resume::load(self.cache, self.lineage())?;
         let record = read(self.cache, &table.key)?;
         if record.layer.digest != table.digest || record.hashes.len() != record.files.len() {
             return None;
@@ -305,8 +308,12 @@ impl<'a> StatIndex<'a> {
             points,
             spans,
         };
-        let lineage = resume::lineage(&self.entries, self.codec, self.mtime);
-        resume::store(self.cache, &lineage, &table);
+        resume::store(self.cache, self.lineage(), &table);
+    }
+
+    fn lineage(&self) -> &str {
+        self.lineage
+            .get_or_init(|| resume::lineage(&self.entries, self.codec, self.mtime))
     }
 
     /// Writes this checkout's record and points its shape at it.
