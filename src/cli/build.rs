@@ -170,6 +170,16 @@ pub struct BuildArgs {
     /// edit changes one part only: a rebuild re-uploads that part, not the whole COPY.
     #[arg(long = "split-layers", value_name = "SIZE")]
     pub split_layers: Option<String>,
+
+    /// Keep at most SIZE (e.g. 20G) of blobs in the cache: after the build, the least
+    /// recently used go, never this build's nor any used in the last 10 minutes.
+    #[arg(
+        long = "cache-max-size",
+        value_name = "SIZE",
+        env = "OCIBUILD_CACHE_MAX_SIZE",
+        default_value = "10G"
+    )]
+    pub cache_max_size: String,
 }
 
 /// An error in the user's flags or environment (exit code 2).
@@ -364,6 +374,7 @@ fn settings(args: &BuildArgs, destinations: Vec<Destination>) -> anyhow::Result<
             .as_deref()
             .map(super::size::split_size)
             .transpose()?,
+        cache_max_size: super::size::cache_size(&args.cache_max_size)?,
     })
 }
 

@@ -1,11 +1,15 @@
 //! The content-addressed blob cache (`$XDG_CACHE_HOME/ocibuild/blobs/sha256/<hex>`).
 //!
 //! Blobs are written to a temp file in the same directory and renamed into place, so a
-//! reader never sees a partial blob and concurrent builds cannot corrupt each other.
+//! reader never sees a partial blob and concurrent builds cannot corrupt each other. Every
+//! blob a build writes or reads is marked as used (`meta/used/<hex>`), which is what
+//! [`BlobCache::prune`](super::cache_prune) evicts by.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest as _, Sha256};
 use tempfile::NamedTempFile;
@@ -16,6 +20,9 @@ use crate::image::Digest;
 #[derive(Clone, Debug)]
 pub struct BlobCache {
     root: PathBuf,
+    /// Hex digests of the blobs this process wrote or read: marked once each, and never
+    /// evicted by this process's prune.
+    used: Arc<Mutex<HashSet<String>>>,
 }
 
 impl BlobCache {
@@ -28,7 +35,10 @@ impl BlobCache {
                 source,
             })?;
         }
-        Ok(BlobCache { root })
+        Ok(BlobCache {
+            root,
+            used: Arc::default(),
+        })
     }
 
     /// The default location: `$XDG_CACHE_HOME/ocibuild`, else `~/.cache/ocibuild`, else a
@@ -57,6 +67,48 @@ impl BlobCache {
         self.root.join("blobs/sha256").join(digest.hex())
     }
 
+    /// [`BlobCache::path_for`] a blob about to be read: marks it as used, so the least
+    /// recently used blobs are the ones a prune removes.
+    pub fn use_blob(&self, digest: &Digest) -> PathBuf {
+        self.mark_used(digest);
+        self.path_for(digest)
+    }
+
+    /// Records a use of `digest`: the first in this process sets the mtime of its marker
+    /// (not of the blob, whose stat the stat index checks). Best effort: an unmarked blob
+    /// only looks older to a prune.
+    fn mark_used(&self, digest: &Digest) {
+        let hex = digest.hex();
+        let first = self
+            .used
+            .lock()
+            .map(|mut u| u.insert(hex.to_string()))
+            .unwrap_or(true);
+        if !first {
+            return;
+        }
+        let marker = self.used_marker(hex);
+        let touched = fs::File::create(&marker).or_else(|_| {
+            fs::create_dir_all(self.root.join("meta/used"))?;
+            fs::File::create(&marker)
+        });
+        // Creating truncates an empty file to empty, which sets its mtime; set it
+        // explicitly all the same (a file system may skip a no-op truncate).
+        if let Ok(f) = touched {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+    }
+
+    /// The marker whose mtime is the last use of the blob named `hex`.
+    pub(super) fn used_marker(&self, hex: &str) -> PathBuf {
+        self.root.join("meta/used").join(hex)
+    }
+
+    /// Whether this process wrote or read the blob named `hex`.
+    pub(super) fn used_here(&self, hex: &str) -> bool {
+        self.used.lock().map_or(true, |u| u.contains(hex))
+    }
+
     pub fn contains(&self, digest: &Digest) -> bool {
         self.path_for(digest).is_file()
     }
@@ -70,7 +122,7 @@ impl BlobCache {
     /// Moves a finished temp file into place as `digest`. The caller has computed the
     /// digest while writing; an existing blob with the same digest is kept.
     pub fn commit(&self, temp: NamedTempFile, digest: &Digest) -> Result<PathBuf, LayerError> {
-        let dest = self.path_for(digest);
+        let dest = self.use_blob(digest);
         temp.persist(&dest).map_err(|e| LayerError::Cache {
             path: dest.clone(),
             source: e.error,

@@ -10,7 +10,7 @@
 //! blob is gone, shorter, or has other bytes there is a miss, and the member is
 //! recompressed rather than pushed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::os::unix::fs::FileExt as _;
 use std::sync::Mutex;
@@ -144,7 +144,7 @@ impl<'a> MemberCache<'a> {
         if len > MAX_PACKED {
             return None;
         }
-        let file = File::open(self.cache.path_for(&loc.blob)).ok()?;
+        let file = File::open(self.cache.use_blob(&loc.blob)).ok()?;
         if loc.offset.checked_add(loc.len)? > file.metadata().ok()?.len() {
             return None;
         }
@@ -179,6 +179,23 @@ impl<'a> MemberCache<'a> {
             // crash, two builds at once) fails its length or its own CRC-32 and is only a
             // miss, and the member is recorded again when it is next compressed.
             let _ = fs::write(dir.join(&m.key), encode(&loc));
+        }
+    }
+}
+
+/// Removes the records of members in the blobs named `removed` (hex digests), as a prune
+/// removes the blobs: they could only be misses now. Records that cannot be read are left.
+pub(super) fn forget_members_in(cache: &BlobCache, removed: &HashSet<String>) {
+    let Ok(listing) = fs::read_dir(cache.meta_path("members", "")) else {
+        return;
+    };
+    for entry in listing.flatten() {
+        let gone = fs::read(entry.path())
+            .ok()
+            .and_then(|r| decode(&r))
+            .is_some_and(|loc| removed.contains(loc.blob.hex()));
+        if gone {
+            let _ = fs::remove_file(entry.path());
         }
     }
 }
@@ -268,6 +285,26 @@ mod tests {
         let (third, reused) = blob_of(&cache, &[b"world"]);
         assert_eq!((gunzip(&third).as_str(), reused), ("world", 0));
         assert_eq!(blob_of(&cache, &[b"world"]).1, 1);
+    }
+
+    #[test]
+    fn records_into_removed_blobs_are_forgotten_and_others_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(dir.path()).unwrap();
+        let (first, _) = blob_of(&cache, &[b"hello ", b"world"]);
+        let (second, _) = blob_of(&cache, &[b"brave new "]);
+        let records = || {
+            fs::read_dir(cache.meta_path("members", ""))
+                .unwrap()
+                .count()
+        };
+        assert_eq!(records(), 3);
+        let removed = HashSet::from([Digest::of(&first).hex().to_string()]);
+        forget_members_in(&cache, &removed);
+        assert_eq!(records(), 1);
+        let kept = fs::read_dir(cache.meta_path("members", "")).unwrap();
+        let record = fs::read(kept.flatten().next().unwrap().path()).unwrap();
+        assert_eq!(decode(&record).unwrap().blob, Digest::of(&second));
     }
 
     #[test]

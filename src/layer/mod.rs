@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod cache;
+pub mod cache_prune;
 mod chunker;
 pub mod codec;
 pub mod compress;

@@ -199,7 +199,7 @@ impl<'a> StatIndex<'a> {
             return None;
         }
         // The blob first: fingerprinting is a read of the files, wasted if it is gone.
-        let blob = self.cache.path_for(&record.layer.digest);
+        let blob = self.cache.use_blob(&record.layer.digest);
         let meta = fs::metadata(&blob).ok()?;
         if meta.len() != record.layer.size {
             return None;
@@ -275,7 +275,7 @@ impl<'a> StatIndex<'a> {
         if record.layer.digest != table.digest || record.hashes.len() != record.files.len() {
             return None;
         }
-        let blob = self.cache.path_for(&record.layer.digest);
+        let blob = self.cache.use_blob(&record.layer.digest);
         if fs::metadata(&blob).ok()?.len() != record.layer.size {
             return None;
         }

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use crate::context::tree::{WalkMemo, with_memo};
 use crate::image::{Digest, Platform, Reference};
 use crate::layer::{BlobCache, Codec, LayerBuilder, LayerSpec};
-use crate::progress::Progress;
+use crate::progress::{Progress, human_bytes};
 use crate::recipe::{Frontend, NoBaseInfo, RootBase, Step};
 use crate::registry::{Registries, RegistryOptions};
 use crate::sink::{self, Artifact, Delivery, Destination};
@@ -50,6 +50,9 @@ pub struct BuildSettings {
     /// `--split-layers`: layers larger than twice this many bytes of tar are split into
     /// parts of about this size (`layer::split`).
     pub split_layers: Option<u64>,
+    /// The cache's blobs are cut back to this many bytes after the build
+    /// ([`crate::layer::cache_prune`]).
+    pub cache_max_size: u64,
 }
 
 /// One destination's result.
@@ -220,6 +223,7 @@ pub async fn build(
         progress,
     )
     .await?;
+    prune_cache(&cache, settings.cache_max_size, progress);
     // The walk's listings and the layer memo hold every entry of the context (tens of
     // thousands of allocations, ~5 % of a no-op rebuild to free): a thread of their own
     // frees them, so the result is not held up (a CLI that exits right away skips it).
@@ -241,6 +245,21 @@ pub async fn build(
             .collect(),
         destinations,
     })
+}
+
+/// Cuts the cache back to its limit. A failure is only reported: the image is delivered.
+fn prune_cache(cache: &BlobCache, max_bytes: u64, progress: &Progress) {
+    match cache.prune(max_bytes, crate::layer::cache_prune::GRACE) {
+        Ok(p) if p.removed > 0 => progress.debug(format_args!(
+            "cache: removed the {} least recently used blobs ({}) to stay under {}; {} kept",
+            p.removed,
+            human_bytes(p.freed),
+            human_bytes(max_bytes),
+            human_bytes(p.kept)
+        )),
+        Ok(_) => {}
+        Err(e) => progress.warn(format_args!("could not prune the cache: {e}")),
+    }
 }
 
 /// The layers a recipe builds from the context, known before any base is.

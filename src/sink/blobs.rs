@@ -165,7 +165,7 @@ pub fn plan(blobs: &[Blob], cache: &BlobCache) -> (LocalBlobs, Vec<Pending>) {
             // The cache is content-addressed and only ever holds complete, digest-checked
             // blobs, so a hit is as good as a download.
             BlobSource::Remote(_) if cache.contains(&d.digest) => {
-                local.insert(d.clone(), LocalData::File(cache.path_for(&d.digest)))
+                local.insert(d.clone(), LocalData::File(cache.use_blob(&d.digest)))
             }
             BlobSource::Remote(base) => {
                 pending.entry(d.digest.clone()).or_insert_with(|| Pending {
