@@ -28,11 +28,20 @@ pub trait TarSink {
 }
 
 /// Returns the entries in archive order: sorted bytewise by path, so a parent directory
-/// (`a/`) always precedes its children (`a/b`).
+/// (`a/`) always precedes its children (`a/b`). Of entries at the same path the last one
+/// given is kept, as a later `COPY` source replaces an earlier one (the context's placer
+/// already gives one entry per path; a spec made otherwise gets the same rule).
 pub fn sorted(entries: &[LayerEntry]) -> Vec<&LayerEntry> {
     let mut v: Vec<&LayerEntry> = entries.iter().collect();
+    // Stable: entries at one path stay in the order given.
     v.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
-    v.dedup_by(|a, b| a.path == b.path);
+    v.dedup_by(|later, kept| {
+        let same = later.path == kept.path;
+        if same {
+            *kept = *later;
+        }
+        same
+    });
     v
 }
 
@@ -303,6 +312,21 @@ mod tests {
         assert_eq!(seen[2].3.as_deref(), Some("b.txt"));
         assert_eq!(seen[3].1, 0o755);
         assert_eq!(seen[4].2, "long");
+    }
+
+    #[test]
+    fn the_last_entry_at_a_path_wins() {
+        let entries = vec![
+            entry("app/x", EntryKind::Dir, 0o755),
+            entry("app", EntryKind::Dir, 0o755),
+            entry("app/x", EntryKind::Dir, 0o700),
+            entry("app/x", EntryKind::Dir, 0o750),
+        ];
+        let got: Vec<(&str, u32)> = sorted(&entries)
+            .iter()
+            .map(|e| (e.path.as_str(), e.mode))
+            .collect();
+        assert_eq!(got, [("app", 0o755), ("app/x", 0o750)]);
     }
 
     #[test]
