@@ -1,6 +1,6 @@
 //! The blob cache stays under `--cache-max-size`: after a build the least recently used
-//! blobs go, never the build's own; a removed blob only makes a later build slower, never
-//! different.
+//! blobs go, never the build's own nor while another build holds the cache; a removed blob
+//! only makes a later build slower, never different.
 
 mod common;
 
@@ -85,11 +85,29 @@ fn least_recently_used_blobs_go_and_a_removed_one_is_rebuilt_the_same() {
     let (again, _) = build(&env, &ctx, "four", &[]);
     assert_eq!(again, first);
 
-    // Blobs used within the last 10 minutes are kept whatever the limit.
-    write_context(&ctx, 3, 3 << 20);
+    // While another build holds the cache, nothing is pruned, whatever the limit.
+    write_context(&ctx, 4, 3 << 20);
     let before = blobs(&env);
-    build(&env, &ctx, "five", &["--cache-max-size", "0"]);
-    assert!(blobs(&env).is_superset(&before));
+    let other_build = std::fs::File::open(env.cache_home().join("ocibuild")).unwrap();
+    other_build.lock_shared().unwrap();
+    let (_, log) = build(&env, &ctx, "five", &["--cache-max-size", "0"]);
+    assert!(
+        log.contains("not pruned, another build is using it"),
+        "{log}"
+    );
+    let after_fifth = blobs(&env);
+    assert!(after_fifth.is_superset(&before));
+    drop(other_build);
+
+    // Alone, `0` keeps only what the build used: the layer it built just now.
+    let (_, log) = build(&env, &ctx, "six", &["--cache-max-size", "0"]);
+    assert!(log.contains("cache: removed"), "{log}");
+    let fifth_only: BTreeSet<_> = after_fifth.difference(&before).cloned().collect();
+    assert_eq!(
+        blobs(&env),
+        fifth_only,
+        "before {before:?} fifth {after_fifth:?}"
+    );
 }
 
 #[test]

@@ -172,7 +172,7 @@ pub struct BuildArgs {
     pub split_layers: Option<String>,
 
     /// Keep at most SIZE (e.g. 20G) of blobs in the cache: after the build, the least
-    /// recently used go, never this build's nor any used in the last 10 minutes.
+    /// recently used go, never this build's, and none while another build uses the cache.
     #[arg(
         long = "cache-max-size",
         value_name = "SIZE",

@@ -3,7 +3,9 @@
 //! Blobs are written to a temp file in the same directory and renamed into place, so a
 //! reader never sees a partial blob and concurrent builds cannot corrupt each other. Every
 //! blob a build writes or reads is marked as used (`meta/used/<hex>`), which is what
-//! [`BlobCache::prune`](super::cache_prune) evicts by.
+//! [`BlobCache::prune`](super::cache_prune) evicts by; every build holds the cache
+//! directory flock'ed shared, so a prune (which takes it exclusively) never runs beside
+//! another build.
 
 use std::collections::HashSet;
 use std::fs;
@@ -23,6 +25,10 @@ pub struct BlobCache {
     /// Hex digests of the blobs this process wrote or read: marked once each, and never
     /// evicted by this process's prune.
     used: Arc<Mutex<HashSet<String>>>,
+    /// The cache directory, flock'ed shared for as long as this cache (any clone) lives:
+    /// a prune takes it exclusively, so it never runs while another build reads blobs.
+    /// `None` where the file system has no flock.
+    pub(super) holder: Arc<Option<fs::File>>,
 }
 
 impl BlobCache {
@@ -35,9 +41,14 @@ impl BlobCache {
                 source,
             })?;
         }
+        // Blocks only while another process prunes (milliseconds).
+        let holder = fs::File::open(&root)
+            .ok()
+            .filter(|dir| dir.lock_shared().is_ok());
         Ok(BlobCache {
             root,
             used: Arc::default(),
+            holder: Arc::new(holder),
         })
     }
 
@@ -82,7 +93,7 @@ impl BlobCache {
         let first = self
             .used
             .lock()
-            .map(|mut u| u.insert(hex.to_string()))
+            .map(|mut u| !u.contains(hex) && u.insert(hex.to_string()))
             .unwrap_or(true);
         if !first {
             return;

@@ -7,21 +7,24 @@
 //! whenever a build writes or reads it (a member reused from it, a resume copied from it,
 //! a layer the stat index knows), and a blob never marked counts from its own mtime.
 //!
-//! What is never removed: the blobs this build used, and any blob used in the last
-//! [`GRACE`] (another build may be reading it). A removed blob is only a slower next build:
-//! every reader treats a missing blob as a miss (members are recompressed, a layer rebuilt);
-//! the member records that pointed into it are removed with it.
+//! A prune never runs beside another build: every build holds the cache directory
+//! flock'ed shared from the moment it opens the cache, and a prune needs it exclusively;
+//! when another build holds it, this build does not prune (the next one will). Where the
+//! file system has no flock, blobs used in the last [`GRACE`] are kept instead. The blobs
+//! this build used are never removed. A removed blob is only a slower later build: every
+//! reader treats a missing blob as a miss (members are recompressed, a layer rebuilt); the
+//! member records that pointed into it are removed with it.
 
 use std::collections::HashSet;
-use std::fs;
+use std::fs::{self, TryLockError};
 use std::time::{Duration, SystemTime};
 
 use super::{BlobCache, LayerError};
 
 /// The default limit on the blobs kept (10 GiB).
 pub const DEFAULT_MAX_BYTES: u64 = 10 << 30;
-/// Blobs used this recently are kept whatever the limit: a build running beside this one
-/// marked them when it started using them.
+/// Without flock, blobs used this recently are kept whatever the limit: a build running
+/// beside this one marked them when it started using them.
 pub const GRACE: Duration = Duration::from_secs(10 * 60);
 /// Temp files older than this are left over from a build that was killed.
 const STALE_TEMP: Duration = Duration::from_secs(24 * 3600);
@@ -34,13 +37,36 @@ pub struct Pruned {
     pub freed: u64,
     /// Bytes of the blobs left.
     pub kept: u64,
+    /// Another build holds the cache: nothing was pruned.
+    pub busy: bool,
 }
 
 impl BlobCache {
     /// Removes the least recently used blobs until at most `max_bytes` are left, sparing
-    /// the blobs this process used and those used within `grace`; also removes temp files
-    /// left a day ago. Returns what it did; a blob that cannot be removed is skipped.
-    pub fn prune(&self, max_bytes: u64, grace: Duration) -> Result<Pruned, LayerError> {
+    /// the blobs this process used, unless another build holds the cache; also removes
+    /// temp files left a day ago. Returns what it did.
+    pub fn prune(&self, max_bytes: u64) -> Result<Pruned, LayerError> {
+        let Some(dir) = self.holder.as_ref() else {
+            return self.prune_sparing(max_bytes, GRACE);
+        };
+        match dir.try_lock() {
+            Ok(()) => {
+                let pruned = self.prune_sparing(max_bytes, Duration::ZERO);
+                // Back to shared: this cache may serve another build in this process.
+                let _ = dir.lock_shared();
+                pruned
+            }
+            Err(TryLockError::WouldBlock) => Ok(Pruned {
+                busy: true,
+                ..Pruned::default()
+            }),
+            Err(TryLockError::Error(_)) => self.prune_sparing(max_bytes, GRACE),
+        }
+    }
+
+    /// [`BlobCache::prune`] once no other build can be reading, or without flock: spares
+    /// the blobs used within `grace` too. A blob that cannot be removed is skipped.
+    fn prune_sparing(&self, max_bytes: u64, grace: Duration) -> Result<Pruned, LayerError> {
         let now = SystemTime::now();
         self.remove_stale_temps(now);
         let dir = self.root().join("blobs/sha256");
@@ -58,17 +84,20 @@ impl BlobCache {
                 continue;
             }
             out.kept += meta.len();
-            let marked = fs::metadata(self.used_marker(&name)).and_then(|m| m.modified());
-            let last = [meta.modified().ok(), marked.ok()]
-                .into_iter()
-                .flatten()
-                .max()
-                .unwrap_or(SystemTime::UNIX_EPOCH);
-            blobs.push((last, name, meta.len()));
+            blobs.push((meta.modified().ok(), name, meta.len()));
         }
         if out.kept <= max_bytes {
             return Ok(out);
         }
+        // Only now the markers (a build under the limit, the usual one, reads none).
+        let mut blobs: Vec<(SystemTime, String, u64)> = blobs
+            .into_iter()
+            .map(|(written, name, len)| {
+                let marked = fs::metadata(self.used_marker(&name)).and_then(|m| m.modified());
+                let last = [written, marked.ok()].into_iter().flatten().max();
+                (last.unwrap_or(SystemTime::UNIX_EPOCH), name, len)
+            })
+            .collect();
         // Oldest first; the name breaks ties so the order does not depend on the listing.
         blobs.sort();
         let recent = now.checked_sub(grace).unwrap_or(SystemTime::UNIX_EPOCH);
@@ -167,13 +196,14 @@ mod tests {
         let cache = BlobCache::open(dir.path()).unwrap();
         // Used by another build 17 minutes ago: its marker is newer than the blob.
         age(&cache.used_marker(a.hex()), 1000);
-        let p = cache.prune(2000, GRACE).unwrap();
+        let p = cache.prune(2000).unwrap();
         assert_eq!(
             p,
             Pruned {
                 removed: 1,
                 freed: 1000,
-                kept: 2000
+                kept: 2000,
+                busy: false,
             }
         );
         assert!(!cache.contains(&b), "b was the least recently used");
@@ -182,7 +212,7 @@ mod tests {
         // Over it again, with a blob removed behind the cache's back: its marker goes too.
         fs::remove_file(cache.path_for(&c)).unwrap();
         let d = put(&cache, &[b'd'; 1500]);
-        let p = cache.prune(2000, GRACE).unwrap();
+        let p = cache.prune(2000).unwrap();
         assert_eq!((p.removed, p.kept), (1, 1500));
         assert!(!cache.contains(&a) && cache.contains(&d));
         assert!(
@@ -190,11 +220,26 @@ mod tests {
             "orphan marker removed"
         );
         // Under the limit: nothing happens.
-        assert_eq!(cache.prune(2000, GRACE).unwrap().removed, 0);
+        assert_eq!(cache.prune(2000).unwrap().removed, 0);
     }
 
     #[test]
-    fn blobs_used_here_or_lately_are_kept_whatever_the_limit() {
+    fn nothing_is_pruned_while_another_build_holds_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = old_blob(dir.path(), &[b'o'; 500], 4000);
+        let cache = BlobCache::open(dir.path()).unwrap();
+        let other_build = BlobCache::open(dir.path()).unwrap();
+        let p = cache.prune(0).unwrap();
+        assert!(p.busy && p.removed == 0, "{p:?}");
+        assert!(cache.contains(&old));
+        drop(other_build);
+        assert_eq!(cache.prune(0).unwrap().removed, 1);
+        // The cache is held shared again: a build opening it now does not wait.
+        let _next = BlobCache::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn blobs_used_here_or_lately_without_flock_are_kept_whatever_the_limit() {
         let dir = tempfile::tempdir().unwrap();
         let old = old_blob(dir.path(), &[b'o'; 500], 4000);
         let read = old_blob(dir.path(), &[b'r'; 500], 4000);
@@ -206,14 +251,14 @@ mod tests {
         cache.use_blob(&read);
         // Another build used this one five minutes ago.
         age(&cache.used_marker(lately.hex()), 300);
-        let p = cache.prune(0, GRACE).unwrap();
+        let p = cache.prune_sparing(0, GRACE).unwrap();
         assert_eq!((p.removed, p.kept), (1, 1500));
         assert!(!cache.contains(&old));
         for d in [&read, &lately, &written] {
             assert!(cache.contains(d), "{d} kept");
         }
-        // With no grace, only this process's blobs are left.
-        let p = cache.prune(0, Duration::ZERO).unwrap();
+        // With no grace (no other build), only this process's blobs are left.
+        let p = cache.prune(0).unwrap();
         assert_eq!((p.removed, p.kept), (1, 1000));
         assert!(!cache.contains(&lately));
     }
@@ -227,7 +272,7 @@ mod tests {
         fs::write(&stale, b"killed build").unwrap();
         fs::write(&fresh, b"running build").unwrap();
         age(&stale, 2 * 24 * 3600);
-        cache.prune(DEFAULT_MAX_BYTES, GRACE).unwrap();
+        cache.prune(DEFAULT_MAX_BYTES).unwrap();
         assert!(!stale.exists());
         assert!(fresh.exists());
     }

@@ -249,7 +249,7 @@ pub async fn build(
 
 /// Cuts the cache back to its limit. A failure is only reported: the image is delivered.
 fn prune_cache(cache: &BlobCache, max_bytes: u64, progress: &Progress) {
-    match cache.prune(max_bytes, crate::layer::cache_prune::GRACE) {
+    match cache.prune(max_bytes) {
         Ok(p) if p.removed > 0 => progress.debug(format_args!(
             "cache: removed the {} least recently used blobs ({}) to stay under {}; {} kept",
             p.removed,
@@ -257,6 +257,9 @@ fn prune_cache(cache: &BlobCache, max_bytes: u64, progress: &Progress) {
             human_bytes(max_bytes),
             human_bytes(p.kept)
         )),
+        Ok(p) if p.busy => {
+            progress.debug("cache: not pruned, another build is using it (the next build will)")
+        }
         Ok(_) => {}
         Err(e) => progress.warn(format_args!("could not prune the cache: {e}")),
     }
