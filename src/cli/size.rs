@@ -19,8 +19,11 @@ pub fn split_size(v: &str) -> Result<u64, UsageError> {
 }
 
 /// `--cache-max-size SIZE` (or `OCIBUILD_CACHE_MAX_SIZE`): any size; 0 keeps only what
-/// the build used.
+/// the build used. Empty is the default (an exported but empty variable is unset).
 pub fn cache_size(v: &str) -> Result<u64, UsageError> {
+    if v.trim().is_empty() {
+        return Ok(ocibuild::layer::cache_prune::DEFAULT_MAX_BYTES);
+    }
     size(v).ok_or_else(|| {
         UsageError(format!(
             "--cache-max-size {v:?} (or OCIBUILD_CACHE_MAX_SIZE): expected a size such as 500M, 20G or 1T"
@@ -66,7 +69,8 @@ mod tests {
         assert_eq!(cache_size("10G").unwrap(), 10 << 30);
         assert_eq!(cache_size("2T").unwrap(), 2 << 40);
         assert_eq!(cache_size("0").unwrap(), 0);
-        for bad in ["", "lots", "-1G", "1.5G", "99999999999T"] {
+        assert_eq!(cache_size(" ").unwrap(), 10 << 30);
+        for bad in ["lots", "-1G", "1.5G", "99999999999T"] {
             let e = cache_size(bad).unwrap_err().to_string();
             assert!(e.contains("--cache-max-size"), "{bad}: {e}");
         }
