@@ -300,6 +300,48 @@ fn token_auth_good_credentials() {
 }
 
 #[test]
+fn a_token_refused_as_expired_is_replaced_once() {
+    let st = setup();
+    let reg = TokenRegistry::start(USER, PASSWORD);
+    let base = reg.reference("base:1");
+    push_fixture_with(&st.layout, "base", &base, &access(USER, PASSWORD));
+    write_auths(&st.env, &reg.host(), USER, PASSWORD);
+
+    // The first token is expired although the token service says it lasts 300 s (revoked
+    // early, or the registry's clock ahead): it is refused, a new one asked for, and the
+    // build goes on without waiting.
+    reg.issuer.expire_next(1);
+    let before = reg.issuer.requests().len();
+    let dest = reg.reference("app:v1");
+    let out = build(&st, &base, &dest, &["-v"]);
+    let digest = expect_dest_lines(&out, &[&dest])[0].clone();
+    assert!(
+        out.stderr.contains("token refused as invalid"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("retrying"), "{}", out.stderr);
+    assert_no_secret(&out);
+    assert_eq!(
+        sha256_digest(&skopeo_inspect_raw_bytes_with(
+            &dest,
+            &access(USER, PASSWORD)
+        )),
+        digest
+    );
+    assert!(reg.issuer.requests().len() >= before + 2);
+
+    // Every token refused: one renewal per operation, then a clear error (exit 5).
+    reg.issuer.expire_next(1000);
+    let dest = reg.reference("app:v2");
+    let out = build(&st, &base, &dest, &[]);
+    out.assert_failure(5, &[&reg.host(), "refused its token", "clock"]);
+    assert_no_secret(&out);
+    reg.issuer.expire_next(0);
+    assert_absent_with(&dest, USER, PASSWORD);
+}
+
+#[test]
 fn token_auth_wrong_password_fails_once() {
     let st = setup();
     let reg = TokenRegistry::start(USER, PASSWORD);

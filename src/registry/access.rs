@@ -122,6 +122,15 @@ impl Host {
             .map(|t| t.value.clone())
     }
 
+    /// Forgets every token of this host (one was refused as invalid): the next request
+    /// asks the token service again.
+    pub(super) fn drop_tokens(&self) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
     fn store_token(&self, repo: &str, push: bool, token: Token) {
         self.tokens
             .lock()

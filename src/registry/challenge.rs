@@ -49,6 +49,18 @@ impl Challenge {
     }
 }
 
+/// The `error` parameter of a Bearer challenge (RFC 6750 §3.1): `invalid_token` says the
+/// token sent was expired, revoked or malformed, and that a new one may be asked for.
+pub fn bearer_error<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    values
+        .into_iter()
+        .flat_map(split_challenges)
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .flat_map(|(_, params)| params)
+        .find(|(k, _)| k.eq_ignore_ascii_case("error"))
+        .map(|(_, v)| v)
+}
+
 type Params = Vec<(String, String)>;
 
 /// Splits a header value into `(scheme, params)` challenges. A new challenge starts at a
@@ -145,5 +157,22 @@ mod tests {
         );
         // A Bearer without realm is unusable.
         assert_eq!(Challenge::parse(["Bearer service=x"]), Challenge::None);
+    }
+
+    #[test]
+    fn bearer_errors() {
+        let refused = r#"Bearer realm="https://t/token",service="s",scope="repository:a:push",error="invalid_token""#;
+        assert_eq!(bearer_error([refused]).as_deref(), Some("invalid_token"));
+        assert_eq!(
+            bearer_error([r#"Basic realm="r", Bearer realm="t",error=insufficient_scope"#])
+                .as_deref(),
+            Some("insufficient_scope")
+        );
+        assert_eq!(bearer_error([r#"Bearer realm="t""#]), None);
+        // Only a Bearer challenge's parameter counts.
+        assert_eq!(
+            bearer_error([r#"Basic realm="r",error="invalid_token""#]),
+            None
+        );
     }
 }

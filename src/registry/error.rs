@@ -47,6 +47,14 @@ pub enum RegistryError {
     /// operation redone once (see `retry.rs`).
     #[error("registry {registry} asks for authentication on this repository")]
     Challenged { registry: String },
+    /// A token was refused as invalid (RFC 6750 `invalid_token`: expired early, revoked,
+    /// or not yet valid for the registry's clock): the host's tokens are dropped and the
+    /// operation redone once with a new one (see `retry.rs`); shown when that one is
+    /// refused too.
+    #[error(
+        "registry {registry} refused its token as invalid or expired, and a new one too: check          that this machine's clock agrees with the registry's and its token service's"
+    )]
+    TokenRefused { registry: String },
     /// `MANIFEST_UNKNOWN`, `NAME_UNKNOWN`, `BLOB_UNKNOWN`, or a plain 404.
     #[error("{reference}: not found ({reason})")]
     NotFound { reference: String, reason: String },
@@ -108,7 +116,9 @@ impl RegistryError {
         match self {
             RegistryError::Network { .. } | RegistryError::Server { .. } => ErrorKind::Network,
             RegistryError::Tls { .. } | RegistryError::ClientCert { .. } => ErrorKind::Tls,
-            RegistryError::Auth { .. } | RegistryError::Challenged { .. } => ErrorKind::Auth,
+            RegistryError::Auth { .. }
+            | RegistryError::Challenged { .. }
+            | RegistryError::TokenRefused { .. } => ErrorKind::Auth,
             RegistryError::NotFound { .. } => ErrorKind::NotFound,
             RegistryError::Protocol { .. }
             | RegistryError::DigestMismatch { .. }

@@ -32,11 +32,14 @@ where
 {
     let mut attempt = 1;
     let mut challenged = false;
+    let mut renewed = false;
     loop {
         match op().await {
             Ok(v) => return Ok(v),
             // The host is set up again with the challenge; redo at once, once.
             Err(RegistryError::Challenged { .. }) if !challenged => challenged = true,
+            // The host's tokens were dropped; redo at once with a new one, once.
+            Err(RegistryError::TokenRefused { .. }) if !renewed => renewed = true,
             Err(e) if e.is_transient() && attempt < TRIES => {
                 let backoff = delay(base, attempt);
                 let wait = e.retry_after().map_or(backoff, |r| r.max(backoff));
@@ -124,6 +127,35 @@ mod tests {
         .await;
         assert!(r.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_is_renewed_at_once_and_once() {
+        let refused = || RegistryError::TokenRefused {
+            registry: "r".into(),
+        };
+        let calls = AtomicU32::new(0);
+        let started = std::time::Instant::now();
+        // A long base: a renewal must not wait for it.
+        let slow = Duration::from_secs(30);
+        let r = run(&Progress::silent(), "x", slow, || async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(refused())
+            } else {
+                Ok(1)
+            }
+        })
+        .await;
+        assert_eq!(r.unwrap(), 1);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        calls.store(0, Ordering::SeqCst);
+        let r: Result<(), _> = run(&Progress::silent(), "x", slow, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(refused())
+        })
+        .await;
+        assert!(matches!(r, Err(RegistryError::TokenRefused { .. })));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

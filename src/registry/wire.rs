@@ -7,7 +7,7 @@ use reqwest::header::{AUTHORIZATION, HeaderValue, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, Url};
 
 use super::RegistryError;
-use super::challenge::Challenge;
+use super::challenge::{self, Challenge};
 use super::classify;
 use super::client::Host;
 
@@ -146,6 +146,28 @@ impl Host {
                     registry: self.name.clone(),
                 };
             }
+        }
+        // RFC 6750 §3.1: `invalid_token` means this token (not our credentials) is no
+        // good — expired before its `expires_in`, revoked, or outside the registry's clock.
+        if resp.status().as_u16() == 401
+            && matches!(self.challenge, Challenge::Bearer { .. })
+            && self.same_origin(resp.url())
+            && challenge::bearer_error(
+                resp.headers()
+                    .get_all(WWW_AUTHENTICATE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok()),
+            )
+            .is_some_and(|e| e.eq_ignore_ascii_case("invalid_token"))
+        {
+            self.drop_tokens();
+            self.progress.debug(format_args!(
+                "registry {}: {subject}: token refused as invalid; asking for a new one",
+                self.name
+            ));
+            return RegistryError::TokenRefused {
+                registry: self.name.clone(),
+            };
         }
         let err = classify::from_response(resp, &self.ctx(subject)).await;
         self.explain_auth(err)

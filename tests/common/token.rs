@@ -42,6 +42,9 @@ struct State {
     x5c: String,
     requests: Mutex<Vec<TokenRequest>>,
     serial: AtomicU64,
+    /// How many of the next tokens to issue already expired (while `expires_in` still
+    /// says 300 s): a token revoked early, or a clock ahead of the client's.
+    expired: AtomicU64,
 }
 
 pub struct TokenIssuer {
@@ -89,6 +92,7 @@ impl TokenIssuer {
             x5c: base64::engine::general_purpose::STANDARD.encode(&der.stdout),
             requests: Mutex::new(Vec::new()),
             serial: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
         });
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -123,6 +127,11 @@ impl TokenIssuer {
 
     pub fn requests(&self) -> Vec<TokenRequest> {
         self.state.requests.lock().unwrap().clone()
+    }
+
+    /// The next `n` tokens are issued already expired (`expires_in` still says 300 s).
+    pub fn expire_next(&self, n: u64) {
+        self.state.expired.store(n, Ordering::SeqCst);
     }
 }
 
@@ -204,10 +213,15 @@ fn sign(state: &State, account: &str, scopes: &[String], may_push: bool) -> Stri
             (kind == "repository").then(|| json!({"type": kind, "name": name, "actions": actions}))
         })
         .collect();
+    let expired = state
+        .expired
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    let issued = if expired { now - 400 } else { now };
     let header = json!({"alg": "RS256", "typ": "JWT", "x5c": [state.x5c]});
     let claims = json!({
         "iss": ISSUER, "sub": account, "aud": SERVICE,
-        "exp": now + 300, "nbf": now - 10, "iat": now,
+        "exp": issued + 300, "nbf": issued - 10, "iat": issued,
         "jti": format!("jti-{}-{now}", state.serial.fetch_add(1, Ordering::SeqCst)),
         "access": access,
     });
