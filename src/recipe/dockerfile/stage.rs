@@ -188,7 +188,12 @@ impl DestFs for StageFs<'_> {
         match &self.state.root {
             Root::Empty => Probe::Missing,
             Root::Image(img) => match self.bases.probe(&img.0, &img.1, path) {
-                Probe::Unknown => StandardDirs.probe(path),
+                // A base's file list is there only if some build needed it and the cache
+                // kept it: "missing" from a list must decide what "not known" does, or
+                // the image would depend on the cache (a directory guessed and dropped
+                // without a list, created with one). Only answers a build would have
+                // fetched the list for (a directory, a file) are taken from it.
+                Probe::Unknown | Probe::Missing => StandardDirs.probe(path),
                 known => known,
             },
         }
