@@ -87,3 +87,39 @@ fn dash_f_picks_the_file_and_flag_mistakes_are_usage_errors() {
     env.run(&["-f", "/nonexistent/Dockerfile", s(&ctx), "-t", &dest])
         .assert_failure(3, &["/nonexistent/Dockerfile"]);
 }
+
+#[test]
+fn unknown_platforms_are_usage_errors_and_aliases_are_one_platform() {
+    let env = TestEnv::new();
+    let ctx = env.work().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nLABEL a=b\n").unwrap();
+    let layout = env.work().join("out");
+    let dest = format!("oci:{}:t", layout.display());
+    for (platform, says) in [
+        ("linux/amd65", "did you mean amd64?"),
+        ("linux/armv7", "did you mean linux/arm/v7?"),
+        ("foo/bar", "unknown operating system"),
+        ("linux/arm64,linux/s390x/v9", "unknown variant"),
+    ] {
+        env.run(&[s(&ctx), "-t", &dest, "--platform", platform])
+            .assert_failure(2, &["--platform", says]);
+    }
+    assert!(!layout.exists(), "nothing written on a usage error");
+    // Two names of one platform make one image, not an index of two.
+    env.run(&[
+        s(&ctx),
+        "-t",
+        &dest,
+        "--platform",
+        "linux/arm64,linux/aarch64",
+    ])
+    .assert_success();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["manifests"][0]["mediaType"], "application/vnd.oci.image.manifest.v1+json",
+        "{index}"
+    );
+    assert_eq!(skopeo_inspect_config(&dest)["architecture"], "arm64");
+}

@@ -327,11 +327,19 @@ fn settings(args: &BuildArgs, destinations: Vec<Destination>) -> anyhow::Result<
     let platforms = match args.platform.as_slice() {
         [] => PlatformRequest::Host,
         [all] if all == "all" => PlatformRequest::All,
-        list => PlatformRequest::List(
-            list.iter()
-                .map(|p| Platform::parse(p).map_err(|e| UsageError(format!("--platform: {e}"))))
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
+        list => {
+            let mut platforms: Vec<Platform> = Vec::new();
+            for p in list {
+                let p = Platform::parse(p)
+                    .and_then(|p| p.check_known().map(|()| p))
+                    .map_err(|e| UsageError(format!("--platform: {e}")))?;
+                // `linux/arm64,linux/aarch64` is one platform.
+                if !platforms.contains(&p) {
+                    platforms.push(p);
+                }
+            }
+            PlatformRequest::List(platforms)
+        }
     };
     let compression = match args.compression {
         CompressionArg::Gzip => Compression::Gzip,

@@ -155,6 +155,111 @@ fn is_known_os(s: &str) -> bool {
     matches!(s, "linux" | "windows" | "darwin" | "freebsd")
 }
 
+/// Operating systems and architectures an image may be for: Go's `GOOS`/`GOARCH` values,
+/// which the OCI image index spec (§ platform) refers to.
+const OSES: &[&str] = &[
+    "linux",
+    "windows",
+    "darwin",
+    "freebsd",
+    "netbsd",
+    "openbsd",
+    "dragonfly",
+    "solaris",
+    "illumos",
+    "aix",
+    "android",
+    "ios",
+    "plan9",
+    "js",
+    "wasip1",
+    "zos",
+];
+const ARCHES: &[&str] = &[
+    "386", "amd64", "arm", "arm64", "loong64", "mips", "mipsle", "mips64", "mips64le", "ppc64",
+    "ppc64le", "riscv64", "s390x", "wasm",
+];
+
+impl Platform {
+    /// Refuses a platform no image is made for (`linux/amd65`, `linux/armv7`): the build
+    /// would otherwise label an image with it. Says what was probably meant.
+    pub fn check_known(&self) -> Result<(), ImageError> {
+        let bad = |reason: String| ImageError::Platform {
+            platform: self.to_string(),
+            reason,
+        };
+        if !OSES.contains(&self.os.as_str()) {
+            return Err(bad(format!(
+                "unknown operating system {:?}{}",
+                self.os,
+                nearest(&self.os, OSES)
+            )));
+        }
+        let arch = self.architecture.as_str();
+        if !ARCHES.contains(&arch) {
+            // `armv7`, `arm64v8`: the variant belongs after a '/'.
+            let split = ["arm64", "arm", "amd64"].iter().find_map(|a| {
+                let v = arch.strip_prefix(a)?.trim_start_matches(['-', '_']);
+                v.strip_prefix('v')
+                    .is_some_and(|n| !n.is_empty())
+                    .then(|| format!(" (did you mean {}/{a}/{v}?)", self.os))
+            });
+            let hint = split.unwrap_or_else(|| nearest(arch, ARCHES));
+            return Err(bad(format!("unknown architecture {arch:?}{hint}")));
+        }
+        let Some(variant) = self.variant.as_deref() else {
+            return Ok(());
+        };
+        let known = match arch {
+            "arm" => ["v5", "v6", "v7", "v8"].contains(&variant),
+            "arm64" => {
+                let minor = |v: &str, major: &str| {
+                    v.strip_prefix(major)
+                        .and_then(|r| r.strip_prefix('.'))
+                        .is_some_and(|m| m.len() == 1 && m.as_bytes()[0].is_ascii_digit())
+                };
+                variant == "v9" || minor(variant, "v8") || minor(variant, "v9")
+            }
+            "amd64" => ["v2", "v3", "v4"].contains(&variant),
+            "riscv64" => ["rva20u64", "rva22u64", "rva23u64"].contains(&variant),
+            _ => false,
+        };
+        if known {
+            Ok(())
+        } else {
+            Err(bad(format!("unknown variant {variant:?} of {arch}")))
+        }
+    }
+}
+
+/// ` (did you mean X?)` for the known value closest to `s` (at most two edits away).
+fn nearest(s: &str, known: &[&str]) -> String {
+    known
+        .iter()
+        .map(|k| (edit_distance(s, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| format!(" (did you mean {k}?)"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
+}
+
 fn normalize_os(os: &str) -> String {
     os.to_ascii_lowercase()
 }
@@ -207,6 +312,36 @@ mod tests {
 
     fn p(s: &str) -> Platform {
         Platform::parse(s).unwrap()
+    }
+
+    #[test]
+    fn unknown_platforms_are_refused_with_what_was_meant() {
+        for ok in [
+            "linux/amd64",
+            "linux/arm64/v9",
+            "linux/arm64/v8.2",
+            "linux/arm/v6",
+            "linux/amd64/v3",
+            "linux/riscv64",
+            "linux/s390x",
+            "windows/amd64",
+            "aarch64",
+        ] {
+            assert!(p(ok).check_known().is_ok(), "{ok}");
+        }
+        for (bad, says) in [
+            ("linux/amd65", "did you mean amd64?"),
+            ("linux/armv7", "did you mean linux/arm/v7?"),
+            ("linux/arm64v8", "did you mean linux/arm64/v8?"),
+            ("foo/bar", "unknown operating system"),
+            ("linus/amd64", "did you mean linux?"),
+            ("linux/arm/v9", "unknown variant \"v9\" of arm"),
+            ("linux/s390x/v2", "unknown variant"),
+            ("linux/quantum", "unknown architecture \"quantum\""),
+        ] {
+            let e = p(bad).check_known().expect_err(bad).to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]
