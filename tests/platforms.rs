@@ -329,11 +329,23 @@ fn docker_archive_refuses_several_platforms_and_nothing_is_tagged() {
         .arg("-t")
         .arg(format!("docker-archive:{}", archive.display()))
         .args(["-t", &dest]));
-    assert_ne!(out.code, 0);
-    assert!(out.stderr.contains("--platform"), "{}", out.stderr);
+    // Known from the flags: a usage error before anything is built or pushed.
+    out.assert_failure(2, &["--platform", "docker-archive", "oci-archive"]);
     assert!(!archive.exists(), "no archive written");
-    // The registry destination may or may not have been pushed first; an `oci:` layout
-    // holds the whole index.
+    common::assert_absent(&dest);
+    // `all` is known only once the base is: still refused before anything is pushed.
+    let out = run(s
+        .env
+        .ocibuild()
+        .arg(&s.ctx)
+        .args(["--from", &s.base_ref, "--platform", "all"])
+        .arg("-t")
+        .arg(format!("docker-archive:{}", archive.display()))
+        .args(["-t", &dest]));
+    out.assert_failure(2, &["holds one platform", "--platform"]);
+    assert!(!archive.exists(), "no archive written");
+    common::assert_absent(&dest);
+    // An `oci:` layout holds the whole index.
     let layout = s.env.work().join("layout");
     let out = run(s
         .env

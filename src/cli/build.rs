@@ -338,6 +338,19 @@ fn settings(args: &BuildArgs, destinations: Vec<Destination>) -> anyhow::Result<
                     platforms.push(p);
                 }
             }
+            if let (Some(archive), [_, _, ..]) = (
+                destinations
+                    .iter()
+                    .find(|d| matches!(d, Destination::DockerArchive { .. })),
+                platforms.as_slice(),
+            ) {
+                return Err(UsageError(format!(
+                    "{archive}: a docker-archive holds one platform and --platform asks for {}; \
+                     pass one platform, or write the others to oci-archive:/oci:",
+                    platforms.len()
+                ))
+                .into());
+            }
             PlatformRequest::List(platforms)
         }
     };

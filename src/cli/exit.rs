@@ -60,6 +60,9 @@ pub fn classify(err: &anyhow::Error) -> ExitCode {
                 // nested cases are matched by structure, not found by walking the chain.
                 PipelineError::Sink(SinkError::Registry(r)) => return registry_code(r),
                 PipelineError::Sink(SinkError::Layer(_)) => return ExitCode::Input,
+                // A destination that cannot hold what was built (several platforms in a
+                // docker-archive): another destination or --platform is the fix.
+                PipelineError::Sink(SinkError::Unsupported { .. }) => return ExitCode::Usage,
                 PipelineError::Sink(_) | PipelineError::Internal(_) => {}
             }
         }

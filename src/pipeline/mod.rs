@@ -339,6 +339,13 @@ async fn deliver(
     cache: &BlobCache,
     progress: &Progress,
 ) -> Result<Vec<DestinationResult>, PipelineError> {
+    // A destination that cannot hold this artifact fails before anything is pushed or
+    // written anywhere (`--platform all` may give several platforms).
+    for dest in destinations {
+        if matches!(dest, Destination::DockerArchive { .. }) {
+            sink::docker_archive::single_image(artifact, &dest.to_string())?;
+        }
+    }
     let targets: Vec<Reference> = destinations
         .iter()
         .filter_map(|d| match d {
