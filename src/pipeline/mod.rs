@@ -342,8 +342,8 @@ async fn deliver(
     // A destination that cannot hold this artifact fails before anything is pushed or
     // written anywhere (`--platform all` may give several platforms).
     for dest in destinations {
-        if matches!(dest, Destination::DockerArchive { .. }) {
-            sink::docker_archive::single_image(artifact, &dest.to_string())?;
+        if let Destination::DockerArchive { path, reference } = dest {
+            sink::docker_archive::check(artifact, path, reference.as_ref())?;
         }
     }
     let targets: Vec<Reference> = destinations

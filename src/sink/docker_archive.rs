@@ -38,10 +38,9 @@ pub async fn write(
 ) -> Result<Delivery, SinkError> {
     let destination = destination_name(path, reference);
     // Everything that can be refused is refused before any download.
+    check(artifact, path, reference)?;
     let image = single_image(artifact, &destination)?.clone();
     let repo_tag = reference.map(|r| repo_tag(r, &destination)).transpose()?;
-    check_image(&image, &destination)?;
-    tarball::check_target(path, &destination)?;
     let mut wanted: Vec<Blob> = vec![image.config.clone()];
     wanted.extend(image.layers.iter().cloned());
     let local = blobs::materialize(&wanted, registries, cache, progress).await?;
@@ -55,6 +54,22 @@ pub async fn write(
         delivery.blobs_uploaded
     ));
     Ok(delivery)
+}
+
+/// Whether `artifact` can be written to `path` as a docker-archive: the refusals of
+/// [`write`], checked before anything is pushed or written anywhere.
+pub fn check(
+    artifact: &Artifact,
+    path: &Path,
+    reference: Option<&Reference>,
+) -> Result<(), SinkError> {
+    let destination = destination_name(path, reference);
+    let image = single_image(artifact, &destination)?;
+    if let Some(r) = reference {
+        repo_tag(r, &destination)?;
+    }
+    check_image(image, &destination)?;
+    tarball::check_target(path, &destination)
 }
 
 /// A `RepoTags` entry: repository in Docker's short form, and tag.
