@@ -123,3 +123,35 @@ fn unknown_platforms_are_usage_errors_and_aliases_are_one_platform() {
     );
     assert_eq!(skopeo_inspect_config(&dest)["architecture"], "arm64");
 }
+
+#[test]
+fn metadata_to_dev_stdout_keeps_a_redirected_stdout_whole() {
+    let env = TestEnv::new();
+    let ctx = env.work().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nLABEL a=b\n").unwrap();
+    let dest = format!("oci:{}:t", env.work().join("out").display());
+    // stdout redirected to a regular file, as `> out.txt` does.
+    let captured = env.work().join("stdout.txt");
+    let status = env
+        .ocibuild()
+        .args([s(&ctx), "-q", "-t", &dest, "--metadata-file", "/dev/stdout"])
+        .stdout(std::fs::File::create(&captured).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&captured).unwrap();
+    let mut stream = serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>();
+    let metadata = stream
+        .next()
+        .unwrap()
+        .expect("the metadata JSON comes first, whole");
+    let rest = &text[stream.byte_offset()..];
+    let line = rest.trim();
+    assert!(line.starts_with(&format!("{dest}@sha256:")), "{text:?}");
+    assert_eq!(
+        metadata["destinations"][0]["digest"].as_str().unwrap(),
+        line.rsplit('@').next().unwrap(),
+        "{text}"
+    );
+}

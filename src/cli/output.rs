@@ -28,6 +28,25 @@ pub fn print_line(line: &str) {
 /// rename, so a reader (a Make rule, a CI step) never sees half a file. Anything but a
 /// regular file (`/dev/stdout`, a FIFO, a symlink) is written through instead.
 pub fn write_file(flag: &str, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    // This process's own stdout or stderr: written through its handle, after what it
+    // printed. Opening `/dev/stdout` anew would truncate a file the shell redirected
+    // stdout to and write over it from its start.
+    match path.to_str() {
+        Some("/dev/stdout" | "/dev/fd/1" | "/proc/self/fd/1") => {
+            let mut out = std::io::stdout().lock();
+            return out
+                .write_all(bytes)
+                .and_then(|()| out.flush())
+                .with_context(|| format!("cannot write {flag} to stdout"));
+        }
+        Some("/dev/stderr" | "/dev/fd/2" | "/proc/self/fd/2") => {
+            return std::io::stderr()
+                .lock()
+                .write_all(bytes)
+                .with_context(|| format!("cannot write {flag} to stderr"));
+        }
+        _ => {}
+    }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
