@@ -89,13 +89,29 @@ fn dash_f_picks_the_file_and_flag_mistakes_are_usage_errors() {
 }
 
 #[test]
-fn unknown_platforms_are_usage_errors_and_aliases_are_one_platform() {
+fn unknown_platforms_and_levels_are_usage_errors_and_aliases_are_one_platform() {
     let env = TestEnv::new();
     let ctx = env.work().join("ctx");
     std::fs::create_dir_all(&ctx).unwrap();
     std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nLABEL a=b\n").unwrap();
     let layout = env.work().join("out");
     let dest = format!("oci:{}:t", layout.display());
+    for (level, compression, says) in [
+        ("0", "gzip", "gzip levels are 1 to 9"),
+        ("10", "gzip", "gzip levels are 1 to 9"),
+        ("20", "zstd", "zstd levels are 1 to 19"),
+    ] {
+        env.run(&[
+            s(&ctx),
+            "-t",
+            &dest,
+            "--compression",
+            compression,
+            "--compression-level",
+            level,
+        ])
+        .assert_failure(2, &["--compression-level", says]);
+    }
     for (platform, says) in [
         ("linux/amd65", "did you mean amd64?"),
         ("linux/armv7", "did you mean linux/arm/v7?"),

@@ -358,6 +358,16 @@ fn settings(args: &BuildArgs, destinations: Vec<Destination>) -> anyhow::Result<
         CompressionArg::Gzip => Compression::Gzip,
         CompressionArg::Zstd => Compression::Zstd,
     };
+    let (name, max) = match compression {
+        Compression::Gzip => ("gzip", 9),
+        Compression::Zstd => ("zstd", 19),
+    };
+    if let Some(level) = args.compression_level.filter(|l| !(1..=max).contains(l)) {
+        return Err(UsageError(format!(
+            "--compression-level {level}: {name} levels are 1 to {max}"
+        ))
+        .into());
+    }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let jobs = match args.jobs {
         Some(0) => return Err(UsageError("--jobs must be at least 1".into()).into()),

@@ -45,16 +45,18 @@ pub fn raw_words(s: &str, esc: char) -> Vec<String> {
 }
 
 /// The exec (JSON array of strings) form, if `s` is one. `Err` when it looks like one
-/// (`[` … `]`) but is not valid: Docker would silently run it as a shell command, which
-/// is almost never what was meant.
+/// (`[` … `]`, or `["` …) but is not valid: Docker would silently run it as a shell
+/// command, which is almost never what was meant.
 pub fn json_form(s: &str) -> Result<Option<Vec<String>>, String> {
     let t = s.trim();
     if !t.starts_with('[') {
         return Ok(None);
     }
+    // `[ -f /x ] && run` is a shell command; `["a", "b"` (no `]`) is a broken array.
+    let quoted = t[1..].trim_start().starts_with(['"', '\'']);
     match serde_json::from_str::<Vec<String>>(t) {
         Ok(v) => Ok(Some(v)),
-        Err(e) if t.ends_with(']') => Err(format!(
+        Err(e) if t.ends_with(']') || quoted => Err(format!(
             "malformed JSON array {t}: {e}; write the exec form as [\"executable\", \"arg\"] (double quotes, no trailing comma)"
         )),
         Err(_) => Ok(None),
@@ -130,5 +132,8 @@ mod tests {
         assert!(json_form("['single']").is_err());
         assert!(json_form(r#"["a",]"#).is_err());
         assert!(json_form("[1, 2]").is_err());
+        assert!(json_form(r#"["a", "b""#).is_err(), "no closing bracket");
+        assert!(json_form(r#"[ "a" "b" ]x"#).is_err());
+        assert_eq!(json_form("[ -d /x ] || mkdir /x").unwrap(), None);
     }
 }
