@@ -32,6 +32,12 @@ impl Reference {
         if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad("contains whitespace"));
         }
+        if let Some((scheme, rest)) = input.split_once("://") {
+            return Err(bad(&format!(
+                "image references have no scheme: write {rest} (plain HTTP is used for \
+                 loopback registries, or elsewhere with --insecure-registry; not {scheme}://)"
+            )));
+        }
         let (rest, digest) = match input.split_once('@') {
             Some((r, d)) => (
                 r,
@@ -284,6 +290,10 @@ mod tests {
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be refused");
         }
+        let e = Reference::parse("http://127.0.0.1:5000/app:v1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no scheme: write 127.0.0.1:5000/app:v1"), "{e}");
     }
 
     #[test]
