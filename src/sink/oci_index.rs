@@ -35,8 +35,8 @@ pub fn top_descriptor(artifact: &Artifact, tag: Option<&str>) -> Descriptor {
     d
 }
 
-/// `index.json` bytes: `existing` (if any) with `entry` added, replacing an entry with
-/// the same ref name, or an untagged one with the same digest. Unknown fields survive.
+/// `index.json` bytes: `existing` (if any) with `entry` added, replacing the entry with
+/// the same ref name (the untagged entry, for an untagged `entry`). Unknown fields survive.
 pub fn index_json(
     existing: Option<&[u8]>,
     entry: &Descriptor,
@@ -76,10 +76,10 @@ pub fn index_json(
             ));
         }
     };
-    manifests.retain(|m| match ref_of(m) {
-        Some(r) => Some(r) != new_ref,
-        None => m.get("digest").and_then(Value::as_str) != Some(entry.digest.as_str()),
-    });
+    // The entry with this tag — or, for an untagged write, the untagged entry — is
+    // replaced: writing `oci:dir` again replaces its image rather than piling up untagged
+    // ones (which tools then cannot choose between: skopeo's "more than one image").
+    manifests.retain(|m| ref_of(m) != new_ref);
     manifests.push(new_entry);
     if let Some(obj) = index.as_object_mut() {
         obj.insert("schemaVersion".into(), json!(2));
@@ -141,6 +141,30 @@ mod tests {
         assert_eq!(out["annotations"]["x"], "y");
         assert_eq!(out["manifests"].as_array().unwrap().len(), 2);
         assert!(out["manifests"][1].get("annotations").is_none());
+    }
+
+    #[test]
+    fn an_untagged_write_replaces_the_untagged_entry_only() {
+        let d = |b: &[u8], tag: Option<&str>| {
+            let mut d = Descriptor::new(media::oci_manifest(), crate::image::Digest::of(b), 1);
+            if let Some(t) = tag {
+                d.annotations = Some([(REF_NAME.to_string(), t.to_string())].into());
+            }
+            d
+        };
+        let p = Path::new("i");
+        let one = index_json(None, &d(b"tagged", Some("v1")), p).unwrap();
+        let two = index_json(Some(&one), &d(b"first", None), p).unwrap();
+        let three = index_json(Some(&two), &d(b"second", None), p).unwrap();
+        let out: Value = serde_json::from_slice(&three).unwrap();
+        let digests: Vec<&str> = out["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap())
+            .collect();
+        let hex = |b: &[u8]| crate::image::Digest::of(b).to_string();
+        assert_eq!(digests, [hex(b"tagged"), hex(b"second")]);
     }
 
     #[test]
