@@ -14,3 +14,4 @@ pub mod recipe;
 pub mod registry;
 pub mod rootfs;
 pub mod sink;
+pub mod suggest;

@@ -232,32 +232,11 @@ impl Platform {
     }
 }
 
-/// ` (did you mean X?)` for the known value closest to `s` (at most two edits away).
+/// ` (did you mean X?)` for the known value closest to `s`, if one is a likely typo.
 fn nearest(s: &str, known: &[&str]) -> String {
-    known
-        .iter()
-        .map(|k| (edit_distance(s, k), k))
-        .filter(|(d, _)| *d <= 2)
-        .min()
-        .map(|(_, k)| format!(" (did you mean {k}?)"))
+    crate::suggest::closest(s, known.iter().copied())
+        .map(|k| format!(" (did you mean {k}?)"))
         .unwrap_or_default()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let here = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(here + 1);
-            prev = here;
-        }
-    }
-    row[b.len()]
 }
 
 fn normalize_os(os: &str) -> String {
