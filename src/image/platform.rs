@@ -172,6 +172,7 @@ const OSES: &[&str] = &[
     "ios",
     "plan9",
     "js",
+    "wasi",
     "wasip1",
     "zos",
 ];
@@ -304,6 +305,7 @@ mod tests {
             "linux/riscv64",
             "linux/s390x",
             "windows/amd64",
+            "wasi/wasm",
             "aarch64",
         ] {
             assert!(p(ok).check_known().is_ok(), "{ok}");

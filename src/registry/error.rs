@@ -52,7 +52,8 @@ pub enum RegistryError {
     /// operation redone once with a new one (see `retry.rs`); shown when that one is
     /// refused too.
     #[error(
-        "registry {registry} refused its token as invalid or expired, and a new one too: check          that this machine's clock agrees with the registry's and its token service's"
+        "registry {registry} refused its token as invalid or expired, and a new one too: check \
+         that this machine's clock agrees with the registry's and its token service's"
     )]
     TokenRefused { registry: String },
     /// `MANIFEST_UNKNOWN`, `NAME_UNKNOWN`, `BLOB_UNKNOWN`, or a plain 404.

@@ -35,8 +35,17 @@ pub fn top_descriptor(artifact: &Artifact, tag: Option<&str>) -> Descriptor {
     d
 }
 
+/// Media types of images (not artifacts) an index entry may have.
+const IMAGE_TYPES: &[&str] = &[
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
 /// `index.json` bytes: `existing` (if any) with `entry` added, replacing the entry with
-/// the same ref name (the untagged entry, for an untagged `entry`). Unknown fields survive.
+/// the same ref name, an untagged one of the same digest, and for an untagged `entry` the
+/// untagged images. Unknown fields survive.
 pub fn index_json(
     existing: Option<&[u8]>,
     entry: &Descriptor,
@@ -76,10 +85,24 @@ pub fn index_json(
             ));
         }
     };
-    // The entry with this tag — or, for an untagged write, the untagged entry — is
-    // replaced: writing `oci:dir` again replaces its image rather than piling up untagged
-    // ones (which tools then cannot choose between: skopeo's "more than one image").
-    manifests.retain(|m| ref_of(m) != new_ref);
+    // An untagged write replaces the untagged images (writing `oci:dir` again replaces its
+    // image rather than piling up untagged ones, which tools cannot choose between:
+    // skopeo's "more than one image"), but not what another tool put there untagged
+    // (signatures, SBOMs: artifacts, or entries with a subject).
+    let plain_image = |m: &Value| {
+        m.get("artifactType").is_none()
+            && m.get("subject").is_none()
+            && m.get("mediaType")
+                .and_then(Value::as_str)
+                .is_some_and(|t| IMAGE_TYPES.contains(&t))
+    };
+    manifests.retain(|m| match ref_of(m) {
+        Some(r) => Some(r) != new_ref,
+        None => {
+            m.get("digest").and_then(Value::as_str) != Some(entry.digest.as_str())
+                && !(new_ref.is_none() && plain_image(m))
+        }
+    });
     manifests.push(new_entry);
     if let Some(obj) = index.as_object_mut() {
         obj.insert("schemaVersion".into(), json!(2));
@@ -153,18 +176,39 @@ mod tests {
             d
         };
         let p = Path::new("i");
-        let one = index_json(None, &d(b"tagged", Some("v1")), p).unwrap();
+        // Another tool's untagged signature (an artifact with a subject) stays.
+        let signature = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.dev.cosign.artifact.sig.v1+json","digest":"{}","size":1}}]}}"#,
+            crate::image::Digest::of(b"sig")
+        );
+        let one = index_json(Some(signature.as_bytes()), &d(b"tagged", Some("v1")), p).unwrap();
         let two = index_json(Some(&one), &d(b"first", None), p).unwrap();
         let three = index_json(Some(&two), &d(b"second", None), p).unwrap();
-        let out: Value = serde_json::from_slice(&three).unwrap();
-        let digests: Vec<&str> = out["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["digest"].as_str().unwrap())
-            .collect();
+        let digests = |bytes: &[u8]| -> Vec<String> {
+            let out: Value = serde_json::from_slice(bytes).unwrap();
+            out["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["digest"].as_str().unwrap().to_string())
+                .collect()
+        };
         let hex = |b: &[u8]| crate::image::Digest::of(b).to_string();
-        assert_eq!(digests, [hex(b"tagged"), hex(b"second")]);
+        assert_eq!(
+            digests(&three),
+            [hex(b"sig"), hex(b"tagged"), hex(b"second")]
+        );
+        // Tagging the untagged image replaces its untagged entry.
+        let four = index_json(Some(&three), &d(b"second", Some("v2")), p).unwrap();
+        assert_eq!(
+            digests(&four),
+            [hex(b"sig"), hex(b"tagged"), hex(b"second")]
+        );
+        assert_eq!(
+            serde_json::from_slice::<Value>(&four).unwrap()["manifests"][2]["annotations"]
+                [REF_NAME],
+            "v2"
+        );
     }
 
     #[test]

@@ -289,12 +289,6 @@ fn from_source(from: &str, stages: &Stages<'_>) -> Result<CopySource, String> {
             "--from={from}: stage {from:?} is defined later in the Dockerfile; a stage can only copy from earlier ones"
         ));
     }
-    let names = stages.names.iter().map(|(n, _)| n.as_str());
-    if let Some(hint) =
-        super::stage_typo(&lower, names.chain(stages.later.iter().map(String::as_str)))
-    {
-        return Err(format!("--from={from}: {hint}"));
-    }
     Reference::parse(from).map(CopySource::Image).map_err(|e| {
         format!("--from={from}: not an earlier stage name, and not an image reference: {e}")
     })

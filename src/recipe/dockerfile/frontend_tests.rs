@@ -459,23 +459,3 @@ fn base_env_is_only_needed_once_bases_are_known() {
     let r = recipe_with(&o, &amd64(), &Info).unwrap();
     assert!(edits(&r).contains(&ConfigEdit::WorkingDir("/srv/app".into())));
 }
-
-#[test]
-fn a_stage_name_one_typo_away_is_named_at_its_line() {
-    let files = [("f.txt", "x")];
-    let e = err_of(
-        "FROM scratch AS build\nCOPY f.txt /f\nFROM scratch\nCOPY --from=biuld /f /f\n",
-        &files,
-    );
-    assert!(
-        e.contains(":4:") && e.contains("did you mean \"build\"?"),
-        "{e}"
-    );
-    assert!(e.contains("docker.io/library/biuld"), "{e}");
-    let e = err_of("FROM scratch AS builder\nFROM buidler\n", &[]);
-    assert!(e.contains(":2:") && e.contains("\"builder\""), "{e}");
-    // Far names, and names with a tag or a registry, are images.
-    build("FROM scratch AS build\nFROM alpine:3.19\n", &[]).unwrap();
-    build("FROM scratch AS build\nFROM docker.io/library/biuld\n", &[]).unwrap();
-    build("FROM scratch AS build\nFROM biuld:1\n", &[]).unwrap();
-}

@@ -186,19 +186,3 @@ fn located(opts: &DockerfileOptions, e: DfError) -> RecipeError {
         message: e.message,
     }
 }
-
-/// For a bare image name (no registry, path, tag or digest) one typo away from a stage's
-/// name: the error that says so. Docker would look for the image on Docker Hub and fail
-/// with a registry error; the full name still reaches an image so named.
-pub(crate) fn stage_typo<'a>(
-    name: &str,
-    stages: impl IntoIterator<Item = &'a str>,
-) -> Option<String> {
-    if name.contains(['/', ':', '@', '.']) {
-        return None;
-    }
-    let stage = crate::suggest::closest(name, stages)?;
-    Some(format!(
-        "no stage is named {name:?} (did you mean {stage:?}?); for the image of that name, write docker.io/library/{name}"
-    ))
-}

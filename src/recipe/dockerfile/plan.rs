@@ -185,8 +185,6 @@ pub fn plan(p: &Prepared, opts: &DockerfileOptions) -> Result<Plan, RecipeError>
             return Err(ferr(format!(
                 "FROM {image}: stage {image:?} is not defined before this one"
             )));
-        } else if let Some(hint) = super::stage_typo(&lower, all_names.iter().map(String::as_str)) {
-            return Err(ferr(format!("FROM {image}: {hint}")));
         } else {
             Base::Image(Reference::parse(&image).map_err(|e| ferr(format!("FROM {image}: {e}")))?)
         };

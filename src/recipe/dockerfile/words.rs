@@ -52,11 +52,13 @@ pub fn json_form(s: &str) -> Result<Option<Vec<String>>, String> {
     if !t.starts_with('[') {
         return Ok(None);
     }
-    // `[ -f /x ] && run` is a shell command; `["a", "b"` (no `]`) is a broken array.
-    let quoted = t[1..].trim_start().starts_with(['"', '\'']);
+    // A shell `[` (test) is followed by a space: `[ -f /x ]`, `[ "$A" = b ] && run`.
+    // Right after the bracket, a quote, a `]` or anything but a space starts an array:
+    // `["a", "b"` (no `]`) and `['a']` are broken ones.
+    let array = !t[1..].starts_with(char::is_whitespace) || t.ends_with("\"]");
     match serde_json::from_str::<Vec<String>>(t) {
         Ok(v) => Ok(Some(v)),
-        Err(e) if t.ends_with(']') || quoted => Err(format!(
+        Err(e) if array => Err(format!(
             "malformed JSON array {t}: {e}; write the exec form as [\"executable\", \"arg\"] (double quotes, no trailing comma)"
         )),
         Err(_) => Ok(None),
@@ -133,7 +135,16 @@ mod tests {
         assert!(json_form(r#"["a",]"#).is_err());
         assert!(json_form("[1, 2]").is_err());
         assert!(json_form(r#"["a", "b""#).is_err(), "no closing bracket");
-        assert!(json_form(r#"[ "a" "b" ]x"#).is_err());
+        assert!(
+            json_form(r#"[ "a" "b"]"#).is_err(),
+            "a broken array with spaces"
+        );
+        // Shell tests, as Docker runs them.
         assert_eq!(json_form("[ -d /x ] || mkdir /x").unwrap(), None);
+        assert_eq!(json_form("[ -f /tmp/ready ]").unwrap(), None);
+        assert_eq!(
+            json_form(r#"[ "$(redis-cli ping)" = "PONG" ] || exit 1"#).unwrap(),
+            None
+        );
     }
 }
