@@ -52,10 +52,14 @@ pub fn json_form(s: &str) -> Result<Option<Vec<String>>, String> {
     if !t.starts_with('[') {
         return Ok(None);
     }
-    // A shell `[` (test) is followed by a space: `[ -f /x ]`, `[ "$A" = b ] && run`.
-    // Right after the bracket, a quote, a `]` or anything but a space starts an array:
-    // `["a", "b"` (no `]`) and `['a']` are broken ones.
-    let array = !t[1..].starts_with(char::is_whitespace) || t.ends_with("\"]");
+    // An attempted array: a quote right after the bracket (`["a", "b"` without its `]`,
+    // `['a']`), a final `"]`, or `[…]` whole without a space after the bracket (`[1, 2]`).
+    // A shell test (`[ -f /x ]`, `[ "$A" = b ] && run`) has that space, and a COPY glob
+    // (`[ab].conf /dst/`) does not end in `]`: both are shell forms, as in Docker.
+    let after = &t[1..];
+    let array = after.starts_with(['"', '\''])
+        || t.ends_with("\"]")
+        || (t.ends_with(']') && !after.starts_with(char::is_whitespace));
     match serde_json::from_str::<Vec<String>>(t) {
         Ok(v) => Ok(Some(v)),
         Err(e) if array => Err(format!(
@@ -139,7 +143,10 @@ mod tests {
             json_form(r#"[ "a" "b"]"#).is_err(),
             "a broken array with spaces"
         );
-        // Shell tests, as Docker runs them.
+        assert!(json_form("[1, 2]").is_err());
+        // Shell tests, as Docker runs them, and COPY globs.
+        assert_eq!(json_form("[ab].conf /c/").unwrap(), None);
+        assert_eq!(json_form("[a-z]*.txt /x/").unwrap(), None);
         assert_eq!(json_form("[ -d /x ] || mkdir /x").unwrap(), None);
         assert_eq!(json_form("[ -f /tmp/ready ]").unwrap(), None);
         assert_eq!(
