@@ -171,3 +171,38 @@ fn metadata_to_dev_stdout_keeps_a_redirected_stdout_whole() {
         "{text}"
     );
 }
+
+#[test]
+fn a_cross_build_builds_only_the_layers_of_the_platforms_asked_for() {
+    let env = TestEnv::new();
+    let ctx = env.work().join("ctx");
+    for arch in ["amd64", "arm64", "arm", "s390x"] {
+        std::fs::create_dir_all(ctx.join("dist").join(arch)).unwrap();
+        std::fs::write(ctx.join("dist").join(arch).join("server"), arch).unwrap();
+    }
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nARG TARGETARCH\nCOPY dist/${TARGETARCH}/server /server\n",
+    )
+    .unwrap();
+    let dest = format!("oci:{}:t", env.work().join("out").display());
+    let out = env.run(&[
+        s(&ctx),
+        "-t",
+        &dest,
+        "-v",
+        "--platform",
+        "linux/arm64,linux/arm/v7",
+    ]);
+    out.assert_success();
+    let built = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("layer sha256:") && l.contains("COPY dist/"))
+        .count();
+    assert_eq!(
+        built, 2,
+        "one layer per platform asked for:\n{}",
+        out.stderr
+    );
+}

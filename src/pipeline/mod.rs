@@ -124,7 +124,15 @@ pub async fn build(
     let (probed_tx, mut probed) = tokio::sync::watch::channel(false);
     let prebuild = {
         let (memo, builder, progress) = (memo.clone(), builder.clone(), progress.clone());
-        let (frontend, walks, host) = (frontend.clone(), walks.clone(), host.clone());
+        // The first platform asked for (the host's only when none is named): a cross
+        // build's probe would otherwise build the host's `COPY dist/${TARGETARCH}` layer,
+        // which no image wants.
+        let probe_platform = match &request {
+            PlatformRequest::List(list) => list.first().cloned().unwrap_or_else(|| host.clone()),
+            PlatformRequest::Prefer(p) => p.clone(),
+            _ => host.clone(),
+        };
+        let (frontend, walks, host) = (frontend.clone(), walks.clone(), probe_platform);
         tokio::spawn(async move {
             let specs = tokio::task::spawn_blocking(move || {
                 let probe = with_memo(&walks, || frontend.recipe_for(&host, &NoBaseInfo));
