@@ -17,7 +17,7 @@ const MAX_REASON: usize = 300;
 pub enum RegistryError {
     /// The registry could not be reached, or the connection broke (refused, DNS, timeout,
     /// reset). `transient` failures are retried; DNS failures are not.
-    #[error("cannot reach registry {registry}: {reason} ({})", network_hint(.registry))]
+    #[error("cannot reach registry {registry}: {reason} ({})", network_hint(.registry, *.transient))]
     Network {
         registry: String,
         reason: String,
@@ -160,7 +160,15 @@ impl RegistryError {
 }
 
 /// What to check when a host cannot be reached; plain HTTP needs a flag only off loopback.
-fn network_hint(registry: &str) -> String {
+fn network_hint(registry: &str, transient: bool) -> String {
+    // Only a name that does not resolve is not retried: the name is what to check.
+    if !transient {
+        let host = match registry.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => registry,
+        };
+        return format!("check the host name {host:?}: DNS or /etc/hosts does not know it");
+    }
     if crate::image::reference::is_loopback_host(registry) {
         "check the address and that the registry is running".to_string()
     } else {
@@ -201,5 +209,30 @@ mod tests {
         assert!(msg.contains("/etc/docker/certs.d/myregistry.com:5000/ca.crt"));
         assert!(msg.contains("--insecure-registry myregistry.com:5000"));
         assert_eq!(e.kind(), ErrorKind::Tls);
+    }
+
+    #[test]
+    fn network_hints_fit_the_failure() {
+        let unknown = RegistryError::Network {
+            registry: "myregistry.example:5000".into(),
+            reason: "dns error".into(),
+            transient: false,
+        }
+        .to_string();
+        assert!(
+            unknown.contains("check the host name \"myregistry.example\""),
+            "{unknown}"
+        );
+        assert!(!unknown.contains("--insecure-registry"), "{unknown}");
+        let refused = RegistryError::Network {
+            registry: "myregistry.example:5000".into(),
+            reason: "connection refused".into(),
+            transient: true,
+        }
+        .to_string();
+        assert!(
+            refused.contains("--insecure-registry myregistry.example:5000"),
+            "{refused}"
+        );
     }
 }

@@ -84,6 +84,17 @@ pub async fn probe(
                 if matches!(status, 408 | 429 | 500..=599) {
                     return Err(classify::from_response(resp, &ctx).await);
                 }
+                // Distribution spec, "Determining support": a registry answers `/v2/`
+                // with 200 or 401; 404 means no registry API there (a web server on the
+                // port, a wrong port).
+                if matches!(status, 404 | 405) {
+                    return Err(RegistryError::Protocol {
+                        registry: registry.to_string(),
+                        reason: format!(
+                            "{url} answered {status}: this is not a container registry (a registry answers 200 or 401 there); check the host and port"
+                        ),
+                    });
+                }
                 if scheme == Scheme::Http && status == 400 {
                     let body = resp.text().await.unwrap_or_default();
                     if says_use_https(&body) {
@@ -296,6 +307,24 @@ mod tests {
             .unwrap_err();
         assert!(err.is_transient(), "{err}");
         assert_eq!(err.retry_after(), Some(std::time::Duration::from_secs(7)));
+    }
+
+    #[tokio::test]
+    async fn a_web_server_is_not_a_registry() {
+        let addr = fake_server(
+            b"HTTP/1.0 404 File not found\r\nContent-Type: text/html\r\n\r\n<!DOCTYPE HTML><html>nope</html>",
+        )
+        .await;
+        let http = reqwest::Client::new();
+        let err = probe(&http, "x", &addr.to_string(), true, false, &[], None)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("answered 404: this is not a container registry"),
+            "{text}"
+        );
+        assert!(!text.contains("DOCTYPE"), "{text}");
     }
 
     #[tokio::test]
