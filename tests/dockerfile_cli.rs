@@ -206,3 +206,21 @@ fn a_cross_build_builds_only_the_layers_of_the_platforms_asked_for() {
         out.stderr
     );
 }
+
+#[test]
+fn a_docker_archive_without_a_name_is_written_with_a_warning() {
+    let env = TestEnv::new();
+    let ctx = env.work().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nLABEL a=b\n").unwrap();
+    let archive = env.work().join("app.tar");
+    let unnamed = format!("docker-archive:{}", archive.display());
+    let out = env.run(&[s(&ctx), "-t", &unnamed]);
+    out.assert_success();
+    assert!(out.stderr.contains("names no image"), "{}", out.stderr);
+    assert!(out.stderr.contains(":app:v1"), "{}", out.stderr);
+    let named = format!("docker-archive:{}:app:v1", archive.display());
+    let out = env.run(&[s(&ctx), "-t", &named]);
+    out.assert_success();
+    assert!(!out.stderr.contains("names no image"), "{}", out.stderr);
+}

@@ -41,6 +41,13 @@ pub async fn write(
     check(artifact, path, reference)?;
     let image = single_image(artifact, &destination)?.clone();
     let repo_tag = reference.map(|r| repo_tag(r, &destination)).transpose()?;
+    if repo_tag.is_none() {
+        progress.warn(format_args!(
+            "{destination} names no image: `docker load` will give an untagged image \
+             (add one: docker-archive:{}:app:v1)",
+            path.display()
+        ));
+    }
     let mut wanted: Vec<Blob> = vec![image.config.clone()];
     wanted.extend(image.layers.iter().cloned());
     let local = blobs::materialize(&wanted, registries, cache, progress).await?;
