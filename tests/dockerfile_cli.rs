@@ -12,6 +12,14 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
 
+/// A context whose Dockerfile is `FROM scratch` and a label.
+fn scratch_context(env: &TestEnv) -> std::path::PathBuf {
+    let ctx = env.work().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nLABEL a=b\n").unwrap();
+    ctx
+}
+
 fn labels(layout: &Path) -> serde_json::Value {
     skopeo_inspect_config(&format!("oci:{}:t", layout.display()))["config"]["Labels"].clone()
 }
@@ -91,9 +99,7 @@ fn dash_f_picks_the_file_and_flag_mistakes_are_usage_errors() {
 #[test]
 fn unknown_platforms_and_levels_are_usage_errors_and_aliases_are_one_platform() {
     let env = TestEnv::new();
-    let ctx = env.work().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nLABEL a=b\n").unwrap();
+    let ctx = scratch_context(&env);
     let layout = env.work().join("out");
     let dest = format!("oci:{}:t", layout.display());
     for (level, compression, says) in [
@@ -143,9 +149,7 @@ fn unknown_platforms_and_levels_are_usage_errors_and_aliases_are_one_platform() 
 #[test]
 fn metadata_to_dev_stdout_keeps_a_redirected_stdout_whole() {
     let env = TestEnv::new();
-    let ctx = env.work().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nLABEL a=b\n").unwrap();
+    let ctx = scratch_context(&env);
     let dest = format!("oci:{}:t", env.work().join("out").display());
     // stdout redirected to a regular file, as `> out.txt` does.
     let captured = env.work().join("stdout.txt");
@@ -210,9 +214,7 @@ fn a_cross_build_builds_only_the_layers_of_the_platforms_asked_for() {
 #[test]
 fn a_docker_archive_without_a_name_is_written_with_a_warning() {
     let env = TestEnv::new();
-    let ctx = env.work().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nLABEL a=b\n").unwrap();
+    let ctx = scratch_context(&env);
     let archive = env.work().join("app.tar");
     let unnamed = format!("docker-archive:{}", archive.display());
     let out = env.run(&[s(&ctx), "-t", &unnamed]);
