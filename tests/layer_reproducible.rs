@@ -6,7 +6,11 @@
 //! (Gzip is libdeflate's, whose output depends only on the input and the level; see
 //! "Compression stays libdeflate, not ISA-L" in docs/decisions.md.)
 
+mod common;
+
 use std::path::Path;
+
+use common::noise;
 
 use ocibuild::image::media::Compression;
 use ocibuild::layer::{
@@ -32,19 +36,6 @@ fn text(len: usize, seed: u64) -> Vec<u8> {
     }
     out.truncate(len);
     out
-}
-
-/// Deterministic noise (does not compress: written as stored blocks).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 fn entry(path: &str, kind: EntryKind, mode: u32) -> LayerEntry {

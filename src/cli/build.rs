@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use ocibuild::image::Platform;
 use ocibuild::image::media::Compression;
 use ocibuild::layer::{BlobCache, Codec};
-use ocibuild::pipeline::{self, BuildOutcome, BuildSettings, PlatformRequest};
+use ocibuild::pipeline::{self, BuildOutcome, BuildSettings};
 use ocibuild::progress::Progress;
 use ocibuild::recipe::Frontend;
 use ocibuild::recipe::directory::{self, DirectoryOptions};
@@ -324,36 +324,7 @@ fn build_args(raw: &[String]) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 fn settings(args: &BuildArgs, destinations: Vec<Destination>) -> anyhow::Result<BuildSettings> {
-    let platforms = match args.platform.as_slice() {
-        [] => PlatformRequest::Host,
-        [all] if all == "all" => PlatformRequest::All,
-        list => {
-            let mut platforms: Vec<Platform> = Vec::new();
-            for p in list {
-                let p = Platform::parse(p)
-                    .and_then(|p| p.check_known().map(|()| p))
-                    .map_err(|e| UsageError(format!("--platform: {e}")))?;
-                // `linux/arm64,linux/aarch64` is one platform.
-                if !platforms.contains(&p) {
-                    platforms.push(p);
-                }
-            }
-            if let (Some(archive), [_, _, ..]) = (
-                destinations
-                    .iter()
-                    .find(|d| matches!(d, Destination::DockerArchive { .. })),
-                platforms.as_slice(),
-            ) {
-                return Err(UsageError(format!(
-                    "{archive}: a docker-archive holds one platform and --platform asks for {}; \
-                     pass one platform, or write the others to oci-archive:/oci:",
-                    platforms.len()
-                ))
-                .into());
-            }
-            PlatformRequest::List(platforms)
-        }
-    };
+    let platforms = super::platforms::request(&args.platform, &destinations)?;
     let compression = match args.compression {
         CompressionArg::Gzip => Compression::Gzip,
         CompressionArg::Zstd => Compression::Zstd,

@@ -6,6 +6,7 @@ pub mod completions;
 pub mod exit;
 pub mod login;
 pub mod output;
+pub mod platforms;
 pub mod size;
 
 use clap::{Parser, Subcommand};

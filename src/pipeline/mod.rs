@@ -349,11 +349,7 @@ async fn deliver(
 ) -> Result<Vec<DestinationResult>, PipelineError> {
     // A destination that cannot hold this artifact fails before anything is pushed or
     // written anywhere (`--platform all` may give several platforms).
-    for dest in destinations {
-        if let Destination::DockerArchive { path, reference } = dest {
-            sink::docker_archive::check(artifact, path, reference.as_ref())?;
-        }
-    }
+    sink::check_all(artifact, destinations)?;
     let targets: Vec<Reference> = destinations
         .iter()
         .filter_map(|d| match d {

@@ -38,9 +38,8 @@ pub async fn write(
 ) -> Result<Delivery, SinkError> {
     let destination = destination_name(path, reference);
     // Everything that can be refused is refused before any download.
-    check(artifact, path, reference)?;
-    let image = single_image(artifact, &destination)?.clone();
-    let repo_tag = reference.map(|r| repo_tag(r, &destination)).transpose()?;
+    let (image, repo_tag) = check(artifact, path, reference)?;
+    let image = image.clone();
     if repo_tag.is_none() {
         progress.warn(format_args!(
             "{destination} names no image: `docker load` will give an untagged image \
@@ -63,20 +62,20 @@ pub async fn write(
     Ok(delivery)
 }
 
-/// Whether `artifact` can be written to `path` as a docker-archive: the refusals of
-/// [`write`], checked before anything is pushed or written anywhere.
-pub fn check(
-    artifact: &Artifact,
+/// Whether `artifact` can be written to `path` as a docker-archive (the refusals of
+/// [`write`], checked before anything is pushed or written anywhere): its one image and
+/// `RepoTags` entry.
+pub fn check<'a>(
+    artifact: &'a Artifact,
     path: &Path,
     reference: Option<&Reference>,
-) -> Result<(), SinkError> {
+) -> Result<(&'a BuiltImage, Option<RepoTag>), SinkError> {
     let destination = destination_name(path, reference);
     let image = single_image(artifact, &destination)?;
-    if let Some(r) = reference {
-        repo_tag(r, &destination)?;
-    }
+    let tag = reference.map(|r| repo_tag(r, &destination)).transpose()?;
     check_image(image, &destination)?;
-    tarball::check_target(path, &destination)
+    tarball::check_target(path, &destination)?;
+    Ok((image, tag))
 }
 
 /// A `RepoTags` entry: repository in Docker's short form, and tag.

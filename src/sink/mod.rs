@@ -74,6 +74,17 @@ pub enum Artifact {
     },
 }
 
+/// Refuses, before anything is pushed or written, a destination that cannot hold
+/// `artifact` (a docker-archive of several platforms, zstd layers, a digest-only name).
+pub fn check_all(artifact: &Artifact, destinations: &[Destination]) -> Result<(), SinkError> {
+    for dest in destinations {
+        if let Destination::DockerArchive { path, reference } = dest {
+            docker_archive::check(artifact, path, reference.as_ref())?;
+        }
+    }
+    Ok(())
+}
+
 impl Artifact {
     /// The top-level digest (what a tag will point at).
     pub fn digest(&self) -> &Digest {
