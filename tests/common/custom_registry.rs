@@ -109,8 +109,9 @@ impl CustomRegistry {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("(exited with {status})\n{}", self.log()));
             }
-            // Any HTTP answer means it is serving (a TLS listener answers plain HTTP 400).
-            if answers_http(self.port) {
+            // Any HTTP answer means it is serving (a TLS listener answers plain HTTP 400),
+            // once this registry holds the port (not another test's that won the race).
+            if super::registry::listens_on(self.child.id(), self.port) && answers_http(self.port) {
                 return Ok(());
             }
             if Instant::now() > deadline {

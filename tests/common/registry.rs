@@ -230,7 +230,11 @@ impl Registry {
             }
             // Any HTTP answer means it is serving: 200 (open), 401 (auth), or Go's
             // "400 Client sent an HTTP request to an HTTPS server" for a TLS listener.
-            if let Ok((status, _, _)) = http_get(self.port, "/v2/", &[])
+            // Ours answering, not another test's registry that won the race for the port
+            // (this one then exits with "address already in use", maybe only after that
+            // other one answered).
+            if listens_on(self.child.id(), self.port)
+                && let Ok((status, _, _)) = http_get(self.port, "/v2/", &[])
                 && status.starts_with("HTTP/")
             {
                 return Ok(());
@@ -251,6 +255,32 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether process `pid` holds the listening TCP socket on 127.0.0.1:`port` (Linux:
+/// the socket's inode in /proc/net/tcp among the process's open files).
+pub fn listens_on(pid: u32, port: u16) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let local = format!(":{port:04X}");
+    let inodes: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // local_address, state 0A = LISTEN, inode.
+            (f.len() > 9 && f[1].ends_with(&local) && f[3] == "0A")
+                .then(|| format!("socket:[{}]", f[9]))
+        })
+        .collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|t| inodes.iter().any(|i| t.to_string_lossy() == *i))
+    })
 }
 
 /// A loopback port nothing listens on right now (bind port 0, read it, close it).
